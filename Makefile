@@ -1,0 +1,43 @@
+# cairn build and test entry points. `make test` is the README's test command
+# and what .ci/run runs.
+GO      ?= go
+PKGS    ?= ./...
+FUZZTIME ?= 20s
+
+.PHONY: all build test test-race lint bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# The default test run: every package, with the race detector on the packages
+# whose concurrency matters, bounded so the whole run stays well under 20
+# minutes on 2 cores.
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+
+test-race:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "not gofmt-ed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+# Micro-benchmarks of the storage hot paths. Figures go to BENCHMARKS.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./wal/ ./mvcc/
+
+# Each fuzz target for FUZZTIME.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin/
