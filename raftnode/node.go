@@ -1,0 +1,271 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// ErrStopped is returned by calls made after [Node.Stop].
+var ErrStopped = errors.New("raftnode: stopped")
+
+// WAL is the durable log the Ready loop writes to; *wal.WAL implements it
+// through a small adapter in the server.
+type WAL interface {
+	// Save appends the hard state and entries with one write, fsyncing when
+	// mustSync is true.
+	Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error
+	// SaveSnapshot durably records that state up to the snapshot's index is
+	// held outside the log.
+	SaveSnapshot(meta *raftpb.SnapshotMetadata) error
+}
+
+// Transport sends messages to peers without blocking.
+type Transport interface {
+	Send(msgs []*raftpb.Message)
+	SendSnapshot(m *raftpb.Message, open func() (io.ReadCloser, error))
+}
+
+// Config configures a [Node].
+type Config struct {
+	ID             uint64
+	ElectionTicks  int
+	HeartbeatTicks int
+	TickInterval   time.Duration
+
+	// Storage is the in-memory raft log, already loaded with the snapshot and
+	// entries read from the WAL.
+	Storage   *raft.MemoryStorage
+	WAL       WAL
+	Transport Transport
+	// SnapshotSource opens the state stream for an outgoing MsgSnap.
+	SnapshotSource func() (io.ReadCloser, error)
+	// Applied is the index up to which the state machine already holds state.
+	Applied uint64
+	// Peers bootstraps a new cluster; empty restarts or joins one.
+	Peers  []raft.Peer
+	Logger *slog.Logger
+	// RaftLogger is the logger handed to the raft library.
+	RaftLogger raft.Logger
+	// OnFatal is called when persisting fails; the node stops. Nil panics.
+	OnFatal func(error)
+}
+
+// Apply is one batch of work for the apply goroutine, in log order.
+type Apply struct {
+	// Snapshot, if not nil, must be installed before Entries are applied, and
+	// only after Persisted is closed.
+	Snapshot *raftpb.Snapshot
+	Entries  []*raftpb.Entry
+	// Persisted is closed once the Ready that produced this batch has been
+	// written to the WAL.
+	Persisted <-chan struct{}
+	// Applied must be closed by the applier once the batch is applied.
+	Applied chan<- struct{}
+}
+
+// Status is a point-in-time view of the node.
+type Status struct {
+	ID, Leader, Term, Commit, Applied uint64
+	IsLeader                          bool
+	IsLearner                         bool
+}
+
+// Node is a running raft member. See the package doc for the Ready loop.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	node raft.Node
+
+	lead atomic.Uint64
+	term atomic.Uint64
+
+	applyc     chan *Apply
+	readStates chan raft.ReadState
+
+	// leaderMu guards leaderCh.
+	leaderMu sync.Mutex
+	leaderCh chan struct{} // closed and replaced whenever the leader changes
+
+	stopc    chan struct{}
+	donec    chan struct{}
+	stopOnce sync.Once
+}
+
+// Start starts the raft node and its Ready loop.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Storage == nil || cfg.WAL == nil || cfg.Transport == nil {
+		return nil, errors.New("raftnode: Storage, WAL and Transport are required")
+	}
+	if cfg.TickInterval <= 0 || cfg.ElectionTicks <= cfg.HeartbeatTicks || cfg.HeartbeatTicks <= 0 {
+		return nil, fmt.Errorf("raftnode: bad timing: tick %v, election %d ticks, heartbeat %d ticks",
+			cfg.TickInterval, cfg.ElectionTicks, cfg.HeartbeatTicks)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	rc := &raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   cfg.Storage,
+		Applied:                   cfg.Applied,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  64 << 20,
+		MaxUncommittedEntriesSize: 1 << 30,
+		MaxInflightMsgs:           512,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		Logger:                    cfg.RaftLogger,
+	}
+	if rc.Logger == nil {
+		rc.Logger = discardRaftLogger{}
+	}
+	n := &Node{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		applyc:     make(chan *Apply, 16),
+		readStates: make(chan raft.ReadState, 64),
+		leaderCh:   make(chan struct{}),
+		stopc:      make(chan struct{}),
+		donec:      make(chan struct{}),
+	}
+	if len(cfg.Peers) > 0 {
+		n.node = raft.StartNode(rc, cfg.Peers)
+	} else {
+		n.node = raft.RestartNode(rc)
+	}
+	go n.run()
+	return n, nil
+}
+
+// Apply returns the channel of batches for the apply goroutine. It is
+// closed when the node stops.
+func (n *Node) Apply() <-chan *Apply { return n.applyc }
+
+// ReadStates returns the channel of ReadIndex answers.
+func (n *Node) ReadStates() <-chan raft.ReadState { return n.readStates }
+
+// Done is closed when the Ready loop has exited.
+func (n *Node) Done() <-chan struct{} { return n.donec }
+
+// Propose proposes data to be appended to the log.
+func (n *Node) Propose(ctx context.Context, data []byte) error {
+	return n.node.Propose(ctx, data)
+}
+
+// ProposeConfChange proposes a configuration change.
+func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) error {
+	return n.node.ProposeConfChange(ctx, cc)
+}
+
+// ApplyConfChange applies a committed configuration change to raft and
+// returns the resulting configuration. Only the applier calls it.
+func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
+	return n.node.ApplyConfChange(cc)
+}
+
+// ReadIndex requests a read index; the answer arrives on ReadStates.
+func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
+	return n.node.ReadIndex(ctx, rctx)
+}
+
+// Step hands a message received from a peer to raft.
+func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
+	return n.node.Step(ctx, m)
+}
+
+// ReportUnreachable tells raft a peer could not be reached.
+func (n *Node) ReportUnreachable(id uint64) { n.node.ReportUnreachable(id) }
+
+// ReportSnapshot tells raft how a snapshot transfer ended.
+func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
+	n.node.ReportSnapshot(id, status)
+}
+
+// TransferLeadership asks the leader to hand leadership to transferee.
+func (n *Node) TransferLeadership(ctx context.Context, transferee uint64) {
+	n.node.TransferLeadership(ctx, n.lead.Load(), transferee)
+}
+
+// Campaign makes this node start an election.
+func (n *Node) Campaign(ctx context.Context) error { return n.node.Campaign(ctx) }
+
+// Leader returns the ID of the current leader, or 0 if none is known.
+func (n *Node) Leader() uint64 { return n.lead.Load() }
+
+// Term returns the current term as last seen by the Ready loop.
+func (n *Node) Term() uint64 { return n.term.Load() }
+
+// LeaderChanged returns a channel closed at the next change of leader.
+func (n *Node) LeaderChanged() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderCh
+}
+
+// Status returns the node's status.
+func (n *Node) Status() Status {
+	st := n.node.Status()
+	s := Status{
+		ID: st.ID, Leader: st.Lead, Term: st.HardState.GetTerm(), Commit: st.HardState.GetCommit(), Applied: st.Applied,
+		IsLeader: st.RaftState == raft.StateLeader,
+	}
+	if _, ok := st.Config.Learners[n.cfg.ID]; ok {
+		s.IsLearner = true
+	}
+	return s
+}
+
+// RaftStatus returns the raft library's full status, with progress of peers
+// when this node leads.
+func (n *Node) RaftStatus() raft.Status { return n.node.Status() }
+
+// Stop stops the Ready loop and the raft node and waits for both.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() { close(n.stopc) })
+	<-n.donec
+}
+
+func (n *Node) setLeader(lead uint64) {
+	if n.lead.Swap(lead) == lead {
+		return
+	}
+	n.leaderMu.Lock()
+	close(n.leaderCh)
+	n.leaderCh = make(chan struct{})
+	n.leaderMu.Unlock()
+}
+
+func (n *Node) fatal(err error) {
+	n.log.Error("raft node cannot persist; stopping", "err", err)
+	if n.cfg.OnFatal != nil {
+		n.cfg.OnFatal(err)
+		return
+	}
+	panic(err)
+}
+
+type discardRaftLogger struct{}
+
+func (discardRaftLogger) Debug(...any)              {}
+func (discardRaftLogger) Debugf(string, ...any)     {}
+func (discardRaftLogger) Error(...any)              {}
+func (discardRaftLogger) Errorf(string, ...any)     {}
+func (discardRaftLogger) Info(...any)               {}
+func (discardRaftLogger) Infof(string, ...any)      {}
+func (discardRaftLogger) Warning(...any)            {}
+func (discardRaftLogger) Warningf(string, ...any)   {}
+func (discardRaftLogger) Fatal(v ...any)            { panic(fmt.Sprint(v...)) }
+func (discardRaftLogger) Fatalf(f string, v ...any) { panic(fmt.Sprintf(f, v...)) }
+func (discardRaftLogger) Panic(v ...any)            { panic(fmt.Sprint(v...)) }
+func (discardRaftLogger) Panicf(f string, v ...any) { panic(fmt.Sprintf(f, v...)) }

@@ -1,0 +1,269 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// memWAL records what the Ready loop persisted; it can be told to fail.
+type memWAL struct {
+	mu      sync.Mutex
+	ents    []*raftpb.Entry
+	hs      *raftpb.HardState
+	snaps   []uint64
+	saves   int
+	failErr error
+}
+
+func (w *memWAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failErr != nil {
+		return w.failErr
+	}
+	w.saves++
+	if hs != nil && !raft.IsEmptyHardState(hs) {
+		w.hs = proto.Clone(hs).(*raftpb.HardState)
+	}
+	w.ents = append(w.ents, ents...)
+	return nil
+}
+
+func (w *memWAL) SaveSnapshot(meta *raftpb.SnapshotMetadata) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.snaps = append(w.snaps, meta.GetIndex())
+	return nil
+}
+
+// memNet delivers messages between nodes in-process.
+type memNet struct {
+	mu    sync.Mutex
+	nodes map[uint64]*Node
+	down  map[uint64]bool
+}
+
+type memTransport struct {
+	net  *memNet
+	from uint64
+}
+
+func (t *memTransport) Send(msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		t.net.mu.Lock()
+		dst := t.net.nodes[m.GetTo()]
+		cut := t.net.down[m.GetTo()] || t.net.down[t.from]
+		t.net.mu.Unlock()
+		if dst == nil || cut {
+			continue
+		}
+		m := proto.Clone(m).(*raftpb.Message)
+		go func() { _ = dst.Step(context.Background(), m) }()
+	}
+}
+
+func (t *memTransport) SendSnapshot(m *raftpb.Message, _ func() (io.ReadCloser, error)) {
+	t.Send([]*raftpb.Message{m})
+}
+
+type testMember struct {
+	node    *Node
+	wal     *memWAL
+	mu      sync.Mutex
+	applied []string
+	fatal   chan error
+}
+
+func (tm *testMember) appliedData() []string {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return append([]string(nil), tm.applied...)
+}
+
+// applyLoop is a minimal applier: it records normal entries and applies
+// configuration changes.
+func (tm *testMember) applyLoop() {
+	for ap := range tm.node.Apply() {
+		if ap.Snapshot != nil {
+			<-ap.Persisted
+		}
+		for _, e := range ap.Entries {
+			switch e.GetType() {
+			case raftpb.EntryNormal:
+				if len(e.GetData()) > 0 {
+					tm.mu.Lock()
+					tm.applied = append(tm.applied, string(e.GetData()))
+					tm.mu.Unlock()
+				}
+			case raftpb.EntryConfChange:
+				var cc raftpb.ConfChange
+				if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
+					tm.node.ApplyConfChange(&cc)
+				}
+			}
+		}
+		close(ap.Applied)
+	}
+}
+
+func startCluster(t *testing.T, n int) (*memNet, []*testMember) {
+	t.Helper()
+	net := &memNet{nodes: map[uint64]*Node{}, down: map[uint64]bool{}}
+	var peers []raft.Peer
+	for i := 1; i <= n; i++ {
+		peers = append(peers, raft.Peer{ID: uint64(i)})
+	}
+	members := make([]*testMember, n)
+	net.mu.Lock()
+	defer net.mu.Unlock()
+	for i := range members {
+		id := uint64(i + 1)
+		tm := &testMember{wal: &memWAL{}, fatal: make(chan error, 1)}
+		node, err := Start(Config{
+			ID: id, ElectionTicks: 10, HeartbeatTicks: 1, TickInterval: 5 * time.Millisecond,
+			Storage: raft.NewMemoryStorage(), WAL: tm.wal,
+			Transport: &memTransport{net: net, from: id},
+			Peers:     peers,
+			OnFatal:   func(err error) { tm.fatal <- err },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm.node = node
+		net.nodes[id] = node
+		members[i] = tm
+		go tm.applyLoop()
+	}
+	t.Cleanup(func() {
+		for _, m := range members {
+			m.node.Stop()
+		}
+	})
+	return net, members
+}
+
+func waitLeader(t *testing.T, members []*testMember) *testMember {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range members {
+			if st := m.node.Status(); st.IsLeader {
+				return m
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("no leader elected within 10s")
+	return nil
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestCommittedEntriesReachEveryMemberInOrder(t *testing.T) {
+	_, members := startCluster(t, 3)
+	leader := waitLeader(t, members)
+	const total = 50
+	for i := 0; i < total; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := leader.node.Propose(ctx, []byte(fmt.Sprintf("e%03d", i))); err != nil {
+			cancel()
+			t.Fatalf("propose %d: %v", i, err)
+		}
+		cancel()
+	}
+	for _, m := range members {
+		waitFor(t, "all entries applied", func() bool { return len(m.appliedData()) >= total })
+		got := m.appliedData()
+		for i := 0; i < total; i++ {
+			if want := fmt.Sprintf("e%03d", i); got[i] != want {
+				t.Fatalf("member %d entry %d = %q, want %q", m.node.cfg.ID, i, got[i], want)
+			}
+		}
+		m.wal.mu.Lock()
+		persisted := len(m.wal.ents)
+		m.wal.mu.Unlock()
+		if persisted < total {
+			t.Errorf("member %d persisted %d entries, want >= %d", m.node.cfg.ID, persisted, total)
+		}
+	}
+}
+
+func TestNewLeaderAfterLeaderIsolated(t *testing.T) {
+	net, members := startCluster(t, 3)
+	old := waitLeader(t, members)
+	oldID := old.node.cfg.ID
+	net.mu.Lock()
+	net.down[oldID] = true
+	net.mu.Unlock()
+	var rest []*testMember
+	for _, m := range members {
+		if m != old {
+			rest = append(rest, m)
+		}
+	}
+	waitFor(t, "a new leader among the majority", func() bool {
+		for _, m := range rest {
+			if m.node.Status().IsLeader {
+				return true
+			}
+		}
+		return false
+	})
+	if l := rest[0].node.Leader(); l == oldID || l == 0 {
+		t.Fatalf("majority sees leader %d, want a new one (old %d)", l, oldID)
+	}
+}
+
+func TestPersistFailureIsFatal(t *testing.T) {
+	_, members := startCluster(t, 1)
+	m := waitLeader(t, members)
+	boom := errors.New("disk on fire")
+	m.wal.mu.Lock()
+	m.wal.failErr = boom
+	m.wal.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = m.node.Propose(ctx, []byte("x"))
+	select {
+	case err := <-m.fatal:
+		if !errors.Is(err, boom) {
+			t.Fatalf("fatal error = %v, want %v", err, boom)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a failed WAL save did not stop the node")
+	}
+	select {
+	case <-m.node.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Ready loop still running after a fatal persist error")
+	}
+	if got := m.appliedData(); len(got) != 0 {
+		t.Fatalf("entry applied although it was never persisted: %q", got)
+	}
+}
+
+func TestStartRejectsBadTiming(t *testing.T) {
+	_, err := Start(Config{Storage: raft.NewMemoryStorage(), WAL: &memWAL{}, Transport: &memTransport{},
+		TickInterval: time.Millisecond, ElectionTicks: 1, HeartbeatTicks: 1})
+	if err == nil {
+		t.Fatal("Start accepted election ticks <= heartbeat ticks")
+	}
+}

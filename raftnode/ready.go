@@ -1,0 +1,157 @@
+package raftnode
+
+import (
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// run is the Ready loop; it is the only goroutine that reads Ready and calls
+// Advance and Tick.
+func (n *Node) run() {
+	defer close(n.donec)
+	defer close(n.applyc)
+	defer n.node.Stop()
+
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	isLeader := false
+	for {
+		select {
+		case <-ticker.C:
+			n.node.Tick()
+		case rd := <-n.node.Ready():
+			if rd.SoftState != nil {
+				n.setLeader(rd.SoftState.Lead)
+				isLeader = rd.SoftState.RaftState == raft.StateLeader
+			}
+			if rd.HardState != nil && rd.HardState.GetTerm() != 0 {
+				n.term.Store(rd.HardState.GetTerm())
+			}
+			if !n.handleReady(&rd, isLeader) {
+				return
+			}
+		case <-n.stopc:
+			return
+		}
+	}
+}
+
+// handleReady processes one Ready; it returns false if the node must stop.
+func (n *Node) handleReady(rd *raft.Ready, isLeader bool) bool {
+	for _, rs := range rd.ReadStates {
+		select {
+		case n.readStates <- rs:
+		default:
+			n.log.Warn("read state dropped: no reader keeps up", "index", rs.Index)
+		}
+	}
+
+	persisted := make(chan struct{})
+	applied := make(chan struct{})
+	hasSnap := !raft.IsEmptySnap(rd.Snapshot)
+	if hasSnap || len(rd.CommittedEntries) > 0 {
+		ap := &Apply{Entries: rd.CommittedEntries, Persisted: persisted, Applied: applied}
+		if hasSnap {
+			ap.Snapshot = rd.Snapshot
+		}
+		select {
+		case n.applyc <- ap:
+		case <-n.stopc:
+			return false
+		}
+	} else {
+		close(applied)
+	}
+
+	if isLeader {
+		n.send(rd.Messages)
+	}
+	if err := n.persist(rd); err != nil {
+		close(persisted)
+		n.fatal(err)
+		return false
+	}
+	close(persisted)
+
+	if !isLeader {
+		if hasConfChange(rd.CommittedEntries) {
+			// Votes must be counted against the configuration that the
+			// committed changes produce: wait for the applier.
+			select {
+			case <-applied:
+			case <-n.stopc:
+				return false
+			}
+		}
+		n.send(rd.Messages)
+	}
+	n.node.Advance()
+	return true
+}
+
+// persist writes a Ready's snapshot marker, hard state and entries to the
+// WAL and the in-memory log.
+func (n *Node) persist(rd *raft.Ready) error {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		// The state behind the snapshot was stored durably by the transport's
+		// snapshot sink before raft saw the MsgSnap.
+		if err := n.cfg.WAL.SaveSnapshot(rd.Snapshot.GetMetadata()); err != nil {
+			return err
+		}
+	}
+	if err := n.cfg.WAL.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
+		return err
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.cfg.Storage.ApplySnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+		if err := n.cfg.Storage.SetHardState(rd.HardState); err != nil {
+			return err
+		}
+	}
+	if len(rd.Entries) > 0 {
+		if err := n.cfg.Storage.Append(rd.Entries); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send hands messages to the transport, diverting snapshots to the
+// streaming path.
+func (n *Node) send(msgs []*raftpb.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	out := msgs[:0:0]
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgSnap {
+			if n.cfg.SnapshotSource == nil {
+				n.log.Error("cannot send snapshot: no snapshot source", "to", m.GetTo())
+				n.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+				continue
+			}
+			n.cfg.Transport.SendSnapshot(m, n.cfg.SnapshotSource)
+			continue
+		}
+		out = append(out, m)
+	}
+	if len(out) > 0 {
+		n.cfg.Transport.Send(out)
+	}
+}
+
+func hasConfChange(ents []*raftpb.Entry) bool {
+	for _, e := range ents {
+		switch e.GetType() {
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			return true
+		}
+	}
+	return false
+}
