@@ -49,12 +49,14 @@ func (e *Error) Error() string {
 // Unwrap makes errors.Is(err, ErrInvalid) hold.
 func (e *Error) Unwrap() error { return ErrInvalid }
 
-// suggest returns `: did you mean "x"?` for the candidate closest to s, or
-// "" when none is close.
-func suggest(s string, candidates []string) string {
+// suggest returns ": did you mean X?" for the candidate X closest to s,
+// or "" when none is close. Candidates carry prefix (like "--"), s does not;
+// the prefix is left out of the comparison.
+func suggest(s string, candidates []string, prefix string) string {
 	best, bestDist := "", len(s)/3+2
 	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestDist {
+		d := editDistance(strings.ToLower(s), strings.ToLower(strings.TrimPrefix(c, prefix)))
+		if d < bestDist {
 			best, bestDist = c, d
 		}
 	}

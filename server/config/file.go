@@ -90,7 +90,7 @@ func unknownKeyMsg(key string, keys []string) string {
 			return fmt.Sprintf("no such option: keys are spelt like flags, %q", alt)
 		}
 	}
-	return "no such option" + suggest(key, keys)
+	return "no such option" + suggest(key, keys, "")
 }
 
 // nodeText returns the text of a scalar, or of a sequence of scalars joined

@@ -91,10 +91,16 @@ func optionTable() []option {
 		msOption(optElectionTimeout, "election-timeout", "milliseconds without a leader before a follower calls an election",
 			func(c *Config) *time.Duration { return &c.ElectionTimeout }),
 		{optSnapshotCount, "snapshot-count", "count", false, "", "applied entries between snapshots",
-			func(c *Config, v string) (err error) { c.SnapshotCount, err = strconv.ParseUint(v, 10, 64); return intErr(err) },
+			func(c *Config, v string) (err error) {
+				c.SnapshotCount, err = strconv.ParseUint(v, 10, 64)
+				return intErr(err)
+			},
 			func(c *Config) string { return strconv.FormatUint(c.SnapshotCount, 10) }},
 		{optQuotaBackendBytes, "quota-backend-bytes", "bytes", false, "", "database size that raises the space alarm and stops writes",
-			func(c *Config, v string) (err error) { c.QuotaBackendBytes, err = strconv.ParseInt(v, 10, 64); return intErr(err) },
+			func(c *Config, v string) (err error) {
+				c.QuotaBackendBytes, err = strconv.ParseInt(v, 10, 64)
+				return intErr(err)
+			},
 			func(c *Config) string { return strconv.FormatInt(c.QuotaBackendBytes, 10) }},
 		{optMaxRequestBytes, "max-request-bytes", "bytes", false, "", "largest client request accepted",
 			func(c *Config, v string) error {

@@ -50,17 +50,16 @@ func ParseEnviron(args, environ []string, stdout io.Writer) (Config, error) {
 // unknownEnv reports CAIRN_* variables that are not options.
 func unknownEnv(env map[string]string) []error {
 	known := map[string]bool{envName(flagConfigFile): true, envName(flagVersion): true}
-	var names []string
+	names := []string{envName(flagConfigFile)}
 	for _, o := range optionTable() {
 		known[envName(o.name)] = true
 		names = append(names, envName(o.name))
 	}
-	names = append(names, envName(flagConfigFile))
 	var errs []error
 	for k := range env {
-		if strings.HasPrefix(k, envPrefix) && !known[k] {
+		if rest, ok := strings.CutPrefix(k, envPrefix); ok && !known[k] {
 			errs = append(errs, &Error{Source: SourceEnv, Where: "environment variable " + k,
-				Msg: "no such option" + suggest(k, names)})
+				Msg: "no such option" + suggest(rest, names, envPrefix)})
 		}
 	}
 	sortErrors(errs)
@@ -203,7 +202,7 @@ func flagParseError(err error, fs *pflag.FlagSet) error {
 	if name, ok := strings.CutPrefix(msg, "unknown flag: --"); ok {
 		var names []string
 		fs.VisitAll(func(f *pflag.Flag) { names = append(names, "--"+f.Name) })
-		msg = "unknown flag --" + name + suggest("--"+name, names)
+		msg = "unknown flag --" + name + suggest(name, names, "--")
 	}
 	return &Error{Source: SourceFlag, Msg: msg}
 }
