@@ -113,7 +113,7 @@ func optionTable() []option {
 			func(c *Config, v string) (err error) { c.LogLevel, err = parseLevel(v); return err },
 			func(c *Config) string { return levelName(c.LogLevel) }},
 		{optLogFormat, "log-format", "text|json", false, "", "log as text or as one JSON object per line",
-			func(c *Config, v string) error { c.LogFormat = v; return nil },
+			func(c *Config, v string) error { c.LogFormat = strings.ToLower(v); return nil },
 			func(c *Config) string { return c.LogFormat }},
 	}
 }

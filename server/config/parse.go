@@ -25,6 +25,7 @@ type setting struct {
 // It resolves derived defaults and validates the result; on any problem it
 // returns the zero Config and all problems joined. For --help it writes the
 // usage to stdout and returns ErrHelp; for --version it returns ErrVersion.
+// A nil getenv means an empty environment; a nil stdout discards the usage.
 //
 // Parse cannot list the environment, so it does not notice misspelt CAIRN_*
 // variables; ParseEnviron does.
@@ -67,6 +68,12 @@ func unknownEnv(env map[string]string) []error {
 }
 
 func parse(args []string, getenv func(string) (string, bool), errs []error, stdout io.Writer) (Config, error) {
+	if getenv == nil {
+		getenv = func(string) (string, bool) { return "", false }
+	}
+	if stdout == nil {
+		stdout = io.Discard
+	}
 	opts := optionTable()
 	fs, configFile, help, version := newFlagSet(opts)
 	if err := fs.Parse(etcdStyleArgs(args, fs)); err != nil {

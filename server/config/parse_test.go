@@ -79,7 +79,7 @@ func singleOptionCases(t *testing.T) []struct {
 		{"quota-backend-bytes", "1024", func(c *Config) { c.QuotaBackendBytes = 1024 }},
 		{"max-request-bytes", "2048", func(c *Config) { c.MaxRequestBytes = 2048 }},
 		{"log-level", "WARN", func(c *Config) { c.LogLevel = slog.LevelWarn }},
-		{"log-format", "json", func(c *Config) { c.LogFormat = "json" }},
+		{"log-format", "JSON", func(c *Config) { c.LogFormat = "json" }},
 	}
 }
 
@@ -335,5 +335,23 @@ func TestParseEnvironMatchesParse(t *testing.T) {
 	}
 	if !reflect.DeepEqual(a, b) || a.Name != "n1" {
 		t.Fatalf("ParseEnviron = %+v\nParse = %+v", a, b)
+	}
+}
+
+func TestParseNilEnvAndStdout(t *testing.T) {
+	if _, err := Parse([]string{"--help"}, nil, nil); !errors.Is(err, ErrHelp) {
+		t.Fatalf("err = %v, want ErrHelp", err)
+	}
+	c, err := Parse([]string{"--name=n"}, nil, nil)
+	if err != nil || c.Name != "n" {
+		t.Fatalf("got %v, %q", err, c.Name)
+	}
+}
+
+func TestParseFlagWithoutValue(t *testing.T) {
+	_, err := Parse([]string{"--name"}, noEnv, nil)
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Source != SourceFlag || !strings.Contains(err.Error(), "--name") {
+		t.Fatalf("err = %v", err)
 	}
 }
