@@ -60,9 +60,6 @@ func fromParts(id uint64, members []Member, removed []uint64) (*Cluster, error) 
 	if id == 0 {
 		return nil, fmt.Errorf("cluster ID is zero")
 	}
-	if len(members) == 0 {
-		return nil, fmt.Errorf("no members")
-	}
 	c := &Cluster{id: id, members: map[uint64]*Member{}, removed: map[uint64]bool{}}
 	for _, r := range removed {
 		if r == 0 || c.removed[r] {
@@ -81,7 +78,9 @@ func fromParts(id uint64, members []Member, removed []uint64) (*Cluster, error) 
 			voters++
 		}
 	}
-	if voters == 0 {
+	// An empty list is the state before the bootstrap configuration
+	// changes are applied; a non-empty one needs a voter.
+	if voters == 0 && (len(members) > 0 || len(removed) > 0) {
 		return nil, fmt.Errorf("no voting member")
 	}
 	return c, nil

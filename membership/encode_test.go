@@ -45,11 +45,15 @@ func TestDecodeRejects(t *testing.T) {
 	if _, err := Decode([]byte(good)); err != nil {
 		t.Fatalf("good document: %v", err)
 	}
+	// The empty list is the state before the bootstrap changes apply.
+	if c, err := Decode([]byte(`{"version":1,"clusterID":5,"members":[],"removed":[]}`)); err != nil || len(c.Members()) != 0 {
+		t.Fatalf("empty pre-bootstrap list: %v", err)
+	}
 	bad := map[string]string{
 		"garbage":        `{`,
 		"version":        `{"version":2,"clusterID":5,"members":[{"id":1,"peerURLs":["http://a:1"]}],"removed":[]}`,
 		"zero cluster":   `{"version":1,"clusterID":0,"members":[{"id":1,"peerURLs":["http://a:1"]}],"removed":[]}`,
-		"no members":     `{"version":1,"clusterID":5,"members":[],"removed":[]}`,
+		"no members":     `{"version":1,"clusterID":5,"members":[],"removed":[3]}`,
 		"zero member":    `{"version":1,"clusterID":5,"members":[{"id":0,"peerURLs":["http://a:1"]}],"removed":[]}`,
 		"dup member":     `{"version":1,"clusterID":5,"members":[{"id":1,"peerURLs":["http://a:1"]},{"id":1,"peerURLs":["http://b:1"]}],"removed":[]}`,
 		"dup url":        `{"version":1,"clusterID":5,"members":[{"id":1,"peerURLs":["http://a:1"]},{"id":2,"peerURLs":["http://a:1"]}],"removed":[]}`,
