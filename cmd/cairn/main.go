@@ -1,0 +1,65 @@
+// Command cairn runs one member of a cairn cluster. With no flags it starts
+// a single member named "default" with its data in ./default.cairn, serving
+// clients on http://127.0.0.1:2379 and peers on http://127.0.0.1:2380.
+// `cairn --help` lists every flag; each can also be set through a CAIRN_*
+// environment variable or a YAML --config-file.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cairn-kv/cairn/internal/logutil"
+	"github.com/cairn-kv/cairn/server"
+	"github.com/cairn-kv/cairn/server/config"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	cfg, err := config.ParseEnviron(os.Args[1:], os.Environ(), os.Stdout)
+	switch {
+	case errors.Is(err, config.ErrHelp):
+		return 0
+	case errors.Is(err, config.ErrVersion):
+		fmt.Printf("cairn %s (etcd API %s)\n", server.Version, server.Version)
+		return 0
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "cairn: %v\n", err)
+		return 2
+	}
+	log, err := logutil.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cairn: %v\n", err)
+		return 2
+	}
+	srv, err := server.New(context.Background(), cfg, log)
+	if err != nil {
+		log.Error("cannot start member", "err", err)
+		return 1
+	}
+	if err := srv.Start(); err != nil {
+		srv.Close()
+		log.Error("cannot start member", "err", err)
+		return 1
+	}
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case sig := <-sigc:
+		log.Info("received signal; shutting down", "signal", sig.String())
+		srv.Stop()
+	case <-srv.Done():
+	}
+	if err := srv.Err(); err != nil {
+		log.Error("member stopped", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,309 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/apply"
+	"github.com/cairn-kv/cairn/backend"
+	"github.com/cairn-kv/cairn/membership"
+	"github.com/cairn-kv/cairn/raftnode"
+	"github.com/cairn-kv/cairn/snap"
+	"github.com/cairn-kv/cairn/wal"
+)
+
+// catchUpEntries is how many applied entries the in-memory raft log keeps
+// behind a snapshot, so a slightly slow follower catches up from the log
+// rather than needing a state copy.
+const catchUpEntries = 5000
+
+// pendingResult is a result to hand a waiting proposer once the batch that
+// produced it is committed.
+type pendingResult struct {
+	id  uint64
+	res any
+}
+
+// applyLoop is the apply goroutine.
+func (s *Server) applyLoop() {
+	defer s.wg.Done()
+	for ap := range s.node.Apply() {
+		if err := s.applyBatch(ap); err != nil {
+			close(ap.Applied)
+			s.fail(err)
+			return
+		}
+		close(ap.Applied)
+		if err := s.maybeSnapshot(); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+}
+
+// applyBatch applies one Ready's worth of committed entries (and first an
+// incoming snapshot) in one backend batch.
+func (s *Server) applyBatch(ap *raftnode.Apply) error {
+	if ap.Snapshot != nil {
+		<-ap.Persisted
+		if err := s.installSnapshot(ap.Snapshot); err != nil {
+			return err
+		}
+	}
+	if len(ap.Entries) == 0 {
+		return nil
+	}
+	be, kv := s.store()
+	applied := be.AppliedIndex()
+	bt := be.NewBatch()
+	w := kv.Write(bt)
+	var results []pendingResult
+	s.membersChanged = false
+	last := applied
+	for _, e := range ap.Entries {
+		idx := e.GetIndex()
+		if idx <= applied {
+			if err := s.replayConfChange(be, e); err != nil {
+				return err
+			}
+			continue
+		}
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			if r, ok := s.applyNormal(w, e); ok {
+				results = append(results, r)
+			}
+		case raftpb.EntryConfChange:
+			r, err := s.applyConfChange(bt, e)
+			if err != nil {
+				return err
+			}
+			results = append(results, r)
+		default:
+			s.log.Error("unsupported entry type: ignored", "index", idx, "type", e.GetType())
+		}
+		last = idx
+	}
+	if last == applied {
+		return nil
+	}
+	if s.membersChanged {
+		if err := bt.Set(clusterKey, s.cluster.Encode()); err != nil {
+			return err
+		}
+	}
+	// The entries must be durable in our own WAL before the store records
+	// them as applied: a restart replays the log from the store's index.
+	<-ap.Persisted
+	if err := bt.Commit(last); err != nil {
+		return fmt.Errorf("server: commit applied batch at %d: %w", last, err)
+	}
+	w.End()
+	s.setApplied(last)
+	for _, r := range results {
+		s.waits.Trigger(r.id, r.res)
+	}
+	return nil
+}
+
+// applyNormal applies one normal entry; it returns the proposer's result.
+func (s *Server) applyNormal(w kvWriter, e *raftpb.Entry) (pendingResult, bool) {
+	if len(e.GetData()) == 0 {
+		return pendingResult{}, false // a new leader's empty entry
+	}
+	req, err := apply.Decode(e.GetData())
+	if err != nil {
+		s.log.Error("undecodable entry: ignored", "index", e.GetIndex(), "err", err)
+		return pendingResult{}, false
+	}
+	id := apply.RequestID(req)
+	if a := req.GetClusterMemberAttrSet(); a != nil {
+		err := s.applyMemberAttrs(a.GetMember_ID(), a.GetMemberAttributes().GetName(), a.GetMemberAttributes().GetClientUrls())
+		return pendingResult{id: id, res: apply.Result{Err: err}}, true
+	}
+	return pendingResult{id: id, res: apply.Apply(w, req)}, true
+}
+
+// kvWriter is the revisioned store's write transaction as the applier uses it.
+type kvWriter interface {
+	apply.KV
+}
+
+func (s *Server) applyMemberAttrs(id uint64, name string, clientURLs []string) error {
+	ch := membership.Change{Type: membership.ChangePublish, Member: membership.Member{ID: id, Name: name, ClientURLs: clientURLs}}
+	if err := s.cluster.Validate(ch); err != nil {
+		s.log.Warn("member attributes rejected", "member", fmt.Sprintf("%x", id), "err", err)
+		return err
+	}
+	if err := s.cluster.Apply(ch); err != nil {
+		return err
+	}
+	s.membersChanged = true
+	return nil
+}
+
+// applyConfChange validates and applies a configuration change, records its
+// outcome, and tells raft and the transport.
+func (s *Server) applyConfChange(bt *backend.Batch, e *raftpb.Entry) (pendingResult, error) {
+	var cc raftpb.ConfChange
+	if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+		return pendingResult{}, fmt.Errorf("server: undecodable conf change at %d: %w", e.GetIndex(), err)
+	}
+	ch, err := membership.ChangeFromConfChange(&cc)
+	if err == nil {
+		err = s.cluster.Validate(ch)
+	}
+	outcome := apply.OutcomeApplied
+	if err != nil {
+		outcome = apply.OutcomeRejected
+		cc.NodeId = proto.Uint64(0)
+		s.log.Warn("configuration change rejected", "index", e.GetIndex(), "err", err)
+	}
+	if err := bt.Set(apply.ConfChangeOutcomeKey(e.GetIndex()), outcome); err != nil {
+		return pendingResult{}, err
+	}
+	s.confState = s.node.ApplyConfChange(&cc)
+	res := confChangeResult{err: err}
+	if err == nil {
+		if aerr := s.cluster.Apply(ch); aerr != nil {
+			return pendingResult{}, fmt.Errorf("server: apply validated conf change at %d: %w", e.GetIndex(), aerr)
+		}
+		s.membersChanged = true
+		s.afterMemberChange(ch)
+		res.members = s.cluster.Members()
+	}
+	return pendingResult{id: cc.GetId(), res: res}, nil
+}
+
+// replayConfChange hands raft a configuration change whose effect the store
+// already holds, with the outcome recorded when it was first applied.
+func (s *Server) replayConfChange(be *backend.Backend, e *raftpb.Entry) error {
+	if e.GetType() != raftpb.EntryConfChange {
+		return nil
+	}
+	var cc raftpb.ConfChange
+	if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+		return fmt.Errorf("server: undecodable conf change at %d: %w", e.GetIndex(), err)
+	}
+	outcome, err := be.Get(apply.ConfChangeOutcomeKey(e.GetIndex()))
+	if err != nil {
+		return err
+	}
+	if outcome == nil {
+		return fmt.Errorf("server: no recorded outcome for the applied conf change at %d", e.GetIndex())
+	}
+	if !bytes.Equal(outcome, apply.OutcomeApplied) {
+		cc.NodeId = proto.Uint64(0)
+	}
+	s.confState = s.node.ApplyConfChange(&cc)
+	return nil
+}
+
+// afterMemberChange updates the transport and notices our own removal.
+func (s *Server) afterMemberChange(ch membership.Change) {
+	id := ch.Member.ID
+	switch ch.Type {
+	case membership.ChangeAddVoter, membership.ChangeAddLearner:
+		if id != s.id {
+			s.tr.AddPeer(id, ch.Member.PeerURLs)
+		}
+	case membership.ChangeUpdatePeerURLs:
+		if id != s.id {
+			s.tr.UpdatePeer(id, ch.Member.PeerURLs)
+		}
+	case membership.ChangeRemove:
+		if id == s.id {
+			s.removed.Store(true)
+			s.log.Error("this member was removed from the cluster; stopping", "member", fmt.Sprintf("%x", id))
+			err := ErrRemoved
+			s.fatalErr.CompareAndSwap(nil, &err)
+			go s.stop(false)
+			return
+		}
+		s.tr.RemovePeer(id)
+	}
+}
+
+// installSnapshot replaces the store with the state copy received with a
+// raft snapshot.
+func (s *Server) installSnapshot(sn *raftpb.Snapshot) error {
+	idx := sn.GetMetadata().GetIndex()
+	be, _ := s.store()
+	if be.AppliedIndex() >= idx {
+		s.log.Info("store already at or past the received snapshot", "snapshot-index", idx, "applied", be.AppliedIndex())
+		return s.snapDir.RemoveStagedThrough(idx)
+	}
+	staged, at, err := s.snapDir.StagedAtLeast(idx)
+	if err != nil {
+		return fmt.Errorf("server: raft delivered snapshot %d but no state copy is staged: %w", idx, err)
+	}
+	s.log.Info("installing state received from the leader", "snapshot-index", idx, "staged-index", at)
+	s.closeStore()
+	if err := snap.Install(staged, s.dbDir); err != nil {
+		return err
+	}
+	if err := s.openStore(); err != nil {
+		return err
+	}
+	be, _ = s.store()
+	cluster, err := s.loadCluster()
+	if err != nil {
+		return err
+	}
+	if err := s.cluster.Restore(cluster); err != nil {
+		return err
+	}
+	for _, m := range s.cluster.Members() {
+		if m.ID != s.id {
+			s.tr.AddPeer(m.ID, m.PeerURLs)
+		}
+	}
+	s.confState = proto.Clone(sn.GetMetadata().GetConfState()).(*raftpb.ConfState)
+	s.snapshotIndex = idx
+	s.setApplied(be.AppliedIndex())
+	return s.snapDir.RemoveStagedThrough(at)
+}
+
+// maybeSnapshot takes a snapshot once SnapshotCount entries were applied
+// since the last one: state made durable, marker written, raft log and WAL
+// trimmed.
+func (s *Server) maybeSnapshot() error {
+	applied := s.applied.Load()
+	if applied-s.snapshotIndex < s.cfg.SnapshotCount {
+		return nil
+	}
+	be, _ := s.store()
+	durable, err := be.Sync()
+	if err != nil {
+		return fmt.Errorf("server: make state durable for snapshot: %w", err)
+	}
+	if durable < applied {
+		applied = durable
+	}
+	sn, err := s.raftStorage.CreateSnapshot(applied, s.confState, nil)
+	if err != nil {
+		if err == raft.ErrSnapOutOfDate {
+			return nil
+		}
+		return fmt.Errorf("server: create snapshot at %d: %w", applied, err)
+	}
+	meta := sn.GetMetadata()
+	if err := s.wal.SaveSnapshot(wal.Snapshot{Index: meta.GetIndex(), Term: meta.GetTerm(), ConfState: meta.GetConfState()}); err != nil {
+		return err
+	}
+	s.snapshotIndex = applied
+	if applied > catchUpEntries {
+		if err := s.raftStorage.Compact(applied - catchUpEntries); err != nil && err != raft.ErrCompacted {
+			return fmt.Errorf("server: compact raft log: %w", err)
+		}
+	}
+	if err := s.wal.ReleaseTo(applied); err != nil {
+		return err
+	}
+	s.log.Info("snapshot taken", "index", applied, "term", meta.GetTerm())
+	return nil
+}

@@ -1,0 +1,48 @@
+// Package server is one cairn member: it wires storage (WAL, Pebble backend,
+// revisioned store), consensus (raftnode), the peer transport and the
+// listeners, and owns the order in which they start and stop.
+//
+// # Data directory
+//
+//	<data-dir>/member/wal/   the Raft log (package wal); --wal-dir moves it
+//	<data-dir>/member/db/    the Pebble store (packages backend, mvcc)
+//	<data-dir>/member/snap/  state copies received from a leader (package snap)
+//	<data-dir>/cairn.lock    held while the member runs
+//
+// # Start
+//
+// [New] decides between three starts:
+//
+//   - new: no WAL and --initial-cluster-state new. The cluster ID and member
+//     IDs are derived from --initial-cluster-token and --initial-cluster; the
+//     WAL is created with them and raft is bootstrapped with one
+//     configuration change per initial member.
+//   - join: no WAL and --initial-cluster-state existing. The member asks the
+//     peers in --initial-cluster for the member list (GET /members on the
+//     peer port), finds itself by its peer URLs (it must have been added
+//     first), and starts with an empty log that the leader fills.
+//   - restart: a WAL exists. The newest snapshot marker in the WAL is
+//     matched against the state in the store (installing a received state
+//     copy if a crash interrupted that), the log after the marker is loaded,
+//     and raft restarts. The cluster ID and member ID come from the WAL;
+//     a data dir that belongs to another cluster or member is refused.
+//
+// In every case the member list starts as the store has it and is changed
+// only by applying the log, so every member rebuilds it identically.
+//
+// # Apply
+//
+// One goroutine applies committed entries in order (see apply.go): all
+// entries of one Ready go into one backend batch with the last index, which
+// is committed only after that Ready is durable in the WAL. Proposers wait in
+// a registry keyed by request ID. Entries at or below the store's applied
+// index are skipped (their effect is already in the store), except that
+// configuration changes are always handed to raft, with the outcome recorded
+// when they were first applied.
+//
+// # Reads
+//
+// Linearizable reads go through ReadIndex: concurrent reads share one
+// ReadIndex round, then wait until the applied index reaches the read index.
+// Serializable reads go straight to the local store.
+package server

@@ -1,0 +1,324 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/cairn-kv/cairn/internal/logutil"
+	"github.com/cairn-kv/cairn/membership"
+	"github.com/cairn-kv/cairn/raftnode"
+	"github.com/cairn-kv/cairn/snap"
+	"github.com/cairn-kv/cairn/transport"
+	"github.com/cairn-kv/cairn/wal"
+)
+
+// Version is the etcd API version cairn speaks, reported by /version.
+const Version = "3.7.0"
+
+// maxSnapshotBytes bounds a received state copy.
+const maxSnapshotBytes = 256 << 30
+
+// Start opens the listeners and starts raft, apply and the transport.
+func (s *Server) Start() error {
+	var err error
+	if s.peerLn, err = listen(s.cfg.ListenPeerURLs); err != nil {
+		return err
+	}
+	if s.clientLn, err = listen(s.cfg.ListenClientURLs); err != nil {
+		closeAll(s.peerLn)
+		return err
+	}
+	s.tr, err = transport.New(transport.Config{
+		LocalID: s.id, ClusterID: s.cluster.ID(), Raft: raftAdapter{s}, Snapshots: snapSink{s},
+		Logger:    s.log.With("component", "transport"),
+		OnRemoved: s.onRemovedByPeer,
+	})
+	if err != nil {
+		closeAll(s.peerLn)
+		closeAll(s.clientLn)
+		return err
+	}
+	for id, urls := range s.initialPeers() {
+		s.tr.AddPeer(id, urls)
+	}
+	s.readNotifier = newNotifier()
+	be, _ := s.store()
+	s.setApplied(be.AppliedIndex())
+	s.node, err = raftnode.Start(raftnode.Config{
+		ID: s.id, ElectionTicks: s.cfg.ElectionTicks(), HeartbeatTicks: 1, TickInterval: s.cfg.HeartbeatInterval,
+		Storage: s.raftStorage, WAL: walAdapter{s.wal}, Transport: s.tr,
+		SnapshotSource: s.openSnapshot, Peers: s.peers,
+		Logger:     s.log.With("component", "raft"),
+		RaftLogger: logutil.RaftLogger(s.log.With("component", "raft")),
+		OnFatal:    s.fail,
+	})
+	if err != nil {
+		s.tr.Stop()
+		closeAll(s.peerLn)
+		closeAll(s.clientLn)
+		return err
+	}
+	s.peerSrv = &http.Server{Handler: s.peerMux(), ReadHeaderTimeout: 10 * time.Second}
+	transport.ConfigureServer(s.peerSrv)
+	s.clientSrv = &http.Server{Handler: s.clientMux(), ReadHeaderTimeout: 10 * time.Second}
+	s.wg.Add(3)
+	go s.applyLoop()
+	go s.readLoop()
+	go s.publish()
+	s.serve(s.peerSrv, s.peerLn)
+	s.serve(s.clientSrv, s.clientLn)
+	s.log.Info("member started", "name", s.cfg.Name, "member", fmt.Sprintf("%x", s.id),
+		"cluster", fmt.Sprintf("%x", s.cluster.ID()), "peer", s.PeerAddrs(), "client", s.ClientAddrs())
+	return nil
+}
+
+// initialPeers lists the peers to reach at start.
+func (s *Server) initialPeers() map[uint64][]string {
+	out := map[uint64][]string{}
+	for _, m := range s.cluster.Members() {
+		out[m.ID] = m.PeerURLs
+	}
+	for _, p := range s.peers {
+		var c membership.ConfChangeContext
+		if err := c.Unmarshal(p.Context); err == nil {
+			out[p.ID] = c.Member.PeerURLs
+		}
+	}
+	for _, m := range s.joinPeers {
+		out[m.ID] = m.PeerURLs
+	}
+	delete(out, s.id)
+	return out
+}
+
+func listen(urls []url.URL) ([]net.Listener, error) {
+	var lns []net.Listener
+	for _, u := range urls {
+		if u.Scheme != "http" {
+			closeAll(lns)
+			return nil, fmt.Errorf("server: listen on %s: only http is supported so far", u.String())
+		}
+		ln, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			closeAll(lns)
+			return nil, fmt.Errorf("server: listen on %s: %w", u.String(), err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+func closeAll(lns []net.Listener) {
+	for _, l := range lns {
+		l.Close()
+	}
+}
+
+func (s *Server) serve(srv *http.Server, lns []net.Listener) {
+	for _, ln := range lns {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("listener failed", "addr", ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+}
+
+func (s *Server) peerMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(transport.PathPrefix, s.tr.Handler())
+	mux.HandleFunc(membersPath, s.serveMembers)
+	return mux
+}
+
+func (s *Server) clientMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", s.serveHealth)
+	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"etcdserver": Version, "etcdcluster": Version})
+	})
+	return mux
+}
+
+// serveHealth answers like etcd's /health: healthy when a leader is known
+// and a linearizable read succeeds (serializable=true skips the read).
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	reason := ""
+	if s.node.Leader() == 0 {
+		reason = "RAFT NO LEADER"
+	} else if r.URL.Query().Get("serializable") != "true" {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.LinearizableReadNotify(ctx); err != nil {
+			reason = "QGET ERROR: " + err.Error()
+		}
+	}
+	if reason != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]string{"health": "false", "reason": reason})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]string{"health": "true", "reason": ""})
+}
+
+// Stop shuts the member down; a leader first hands leadership to another
+// voter.
+func (s *Server) Stop() { s.stop(true) }
+
+func (s *Server) stop(transfer bool) {
+	s.stopOnce.Do(func() {
+		if transfer && s.node != nil {
+			s.transferLeadershipForStop()
+		}
+		close(s.stopc)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if s.clientSrv != nil {
+			_ = s.clientSrv.Shutdown(ctx)
+		}
+		if s.node != nil {
+			s.node.Stop()
+		}
+		if s.tr != nil {
+			s.tr.Stop()
+		}
+		if s.peerSrv != nil {
+			_ = s.peerSrv.Close()
+		}
+		s.wg.Wait()
+		s.closeStorage()
+		s.log.Info("member stopped", "member", fmt.Sprintf("%x", s.id))
+		close(s.donec)
+	})
+	<-s.donec
+}
+
+// Close releases what New opened, for a server that was never started.
+func (s *Server) Close() {
+	if s.node == nil {
+		s.stopOnce.Do(func() {
+			close(s.stopc)
+			s.closeStorage()
+			close(s.donec)
+		})
+	}
+}
+
+// transferLeadershipForStop hands leadership to the most caught-up voter.
+func (s *Server) transferLeadershipForStop() {
+	st := s.node.RaftStatus()
+	if st.RaftState != raft.StateLeader {
+		return
+	}
+	var to, best uint64
+	for id, pr := range st.Progress {
+		if id != s.id && !pr.IsLearner && pr.Match >= best {
+			to, best = id, pr.Match
+		}
+	}
+	if to == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.ElectionTimeout)
+	defer cancel()
+	if err := s.MoveLeader(ctx, to); err != nil {
+		s.log.Warn("leadership transfer before stop failed", "to", fmt.Sprintf("%x", to), "err", err)
+	}
+}
+
+// MoveLeader transfers leadership to transferee and waits for it.
+func (s *Server) MoveLeader(ctx context.Context, transferee uint64) error {
+	if s.node.Leader() != s.id {
+		return ErrNotLeader
+	}
+	if _, ok := s.cluster.Member(transferee); !ok {
+		return membership.ErrIDNotFound
+	}
+	s.log.Info("transferring leadership", "to", fmt.Sprintf("%x", transferee))
+	s.node.TransferLeadership(ctx, transferee)
+	for {
+		ch := s.node.LeaderChanged()
+		if l := s.node.Leader(); l == transferee {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ErrLeaderTransfer
+		}
+	}
+}
+
+// onRemovedByPeer stops a member that a peer says was removed.
+func (s *Server) onRemovedByPeer(by uint64) {
+	s.log.Error("a peer reports that this member was removed from the cluster; stopping", "reported-by", fmt.Sprintf("%x", by))
+	err := ErrRemoved
+	s.fatalErr.CompareAndSwap(nil, &err)
+	s.removed.Store(true)
+	go s.stop(false)
+}
+
+// openSnapshot streams a consistent copy of the store for a follower.
+func (s *Server) openSnapshot() (io.ReadCloser, error) {
+	dir := filepath.Join(s.snapDir.Path(), fmt.Sprintf("send-%x.db.tmp", s.reqIDs.Next()))
+	be, _ := s.store()
+	if err := be.Checkpoint(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		err := snap.WriteArchive(context.Background(), pw, dir)
+		os.RemoveAll(dir)
+		pw.CloseWithError(err)
+	}()
+	return pr, nil
+}
+
+// raftAdapter exposes the raft node to the transport.
+type raftAdapter struct{ s *Server }
+
+func (a raftAdapter) Process(ctx context.Context, m *raftpb.Message) error {
+	return a.s.node.Step(ctx, m)
+}
+func (a raftAdapter) IsIDRemoved(id uint64) bool { return a.s.cluster.IsRemoved(id) }
+func (a raftAdapter) ReportUnreachable(id uint64) { a.s.node.ReportUnreachable(id) }
+func (a raftAdapter) ReportSnapshot(id uint64, st raft.SnapshotStatus) {
+	a.s.node.ReportSnapshot(id, st)
+}
+
+// snapSink stores state copies received from the leader.
+type snapSink struct{ s *Server }
+
+func (k snapSink) ReceiveSnapshot(ctx context.Context, m *raftpb.Message, r io.Reader) error {
+	idx := m.GetSnapshot().GetMetadata().GetIndex()
+	k.s.log.Info("receiving state from the leader", "from", fmt.Sprintf("%x", m.GetFrom()), "index", idx)
+	return k.s.snapDir.Receive(ctx, idx, r, maxSnapshotBytes)
+}
+
+// walAdapter fits *wal.WAL to raftnode.WAL.
+type walAdapter struct{ w *wal.WAL }
+
+func (a walAdapter) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error {
+	return a.w.Save(hs, ents, mustSync)
+}
+
+func (a walAdapter) SaveSnapshot(meta *raftpb.SnapshotMetadata) error {
+	return a.w.SaveSnapshot(wal.Snapshot{Index: meta.GetIndex(), Term: meta.GetTerm(), ConfState: meta.GetConfState()})
+}
