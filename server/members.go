@@ -10,8 +10,8 @@ import (
 	"slices"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/membershippb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 

@@ -297,7 +297,7 @@ type raftAdapter struct{ s *Server }
 func (a raftAdapter) Process(ctx context.Context, m *raftpb.Message) error {
 	return a.s.node.Step(ctx, m)
 }
-func (a raftAdapter) IsIDRemoved(id uint64) bool { return a.s.cluster.IsRemoved(id) }
+func (a raftAdapter) IsIDRemoved(id uint64) bool  { return a.s.cluster.IsRemoved(id) }
 func (a raftAdapter) ReportUnreachable(id uint64) { a.s.node.ReportUnreachable(id) }
 func (a raftAdapter) ReportSnapshot(id uint64, st raft.SnapshotStatus) {
 	a.s.node.ReportSnapshot(id, st)
