@@ -1,0 +1,72 @@
+// Package mvcc is the etcd v3 revisioned key-value model on the member's
+// Pebble backend.
+//
+// # Model
+//
+// The store has a global revision (main, sub). Every write request that
+// changes something (put, delete of at least one key, txn with such an op)
+// bumps main by one; its changes get sub 0, 1, 2, ... A read-only request, a
+// delete that matches nothing or a txn that changes nothing does not bump it.
+// Each key version carries create_revision, mod_revision, version (1 on
+// create, +1 per put, reset by delete) and lease. A delete writes a tombstone,
+// so history keeps it. Requests use etcdserverpb and mvccpb types with etcd's
+// exact meaning (see Range, Writer).
+//
+// # On-disk layout (prefixes owned in package backend's table)
+//
+//	'k' + esc(key) + ^main(8) + ^sub(8)  -> 'p' uvarint(create) uvarint(version) varint(lease) value
+//	                                       or 't' (tombstone)
+//	'r' + main(8) + sub(8)               -> user key (the event log watches replay)
+//	'c/compact'                          -> scheduled compaction revision (8 bytes)
+//	'c/compact-done'                     -> compaction revision whose physical work finished
+//	'c/compact-next'                     -> target(8) + backend key where the unfinished pass resumes
+//
+// esc(key) maps 0x00 to 0x00 0xff and ends with 0x00 0x01, so it preserves
+// the order of user keys and no encoded key is a prefix of another. The
+// revision is inverted (bitwise not, big endian), so the newest version of a
+// key sorts first: the version visible at revision R is one seek to
+// esc(key) + ^R. The current revision is not stored: it is the newest 'r'
+// entry, or the compaction revision if compaction removed them all.
+//
+// There is no in-memory index: memory does not grow with the number of keys.
+// A range walks the 'k' span and takes, for each user key, the newest version
+// at or below the read revision (a Next or two, then a seek past older
+// versions).
+//
+// # Writes
+//
+// Only the apply goroutine writes. Write(bt) begins a Writer over the backend
+// batch that the apply layer commits with the applied Raft index; several
+// requests (several Raft entries) may share one Writer and batch, each bumping
+// the revision, and reads inside the Writer see earlier writes of the batch.
+// After bt.Commit succeeds the apply layer calls End, which makes the new
+// revision visible to readers and returns the events in revision order. If the
+// batch is discarded instead, the Writer is dropped and nothing changes. A
+// request that fails changes nothing: a txn is fully checked (compares,
+// ignore_value/ignore_lease, leases, range revisions) before its first write.
+//
+// # Reads
+//
+// Range, Events, Hash and HashKV may run on any goroutine, concurrently with
+// writes and compaction. A read takes the current revision, then a Pebble
+// iterator or snapshot (a point-in-time view that contains every batch up to
+// that revision), then checks the compaction revision; versions newer than the
+// read revision are skipped by their revision.
+//
+// # Compaction
+//
+// Writer.Compact records the revision in the batch; from End on, reads below
+// it get ErrCompacted. A background goroutine then removes, in chunks of whole
+// keys (each its own small batch committed with CommitNoIndex), every version
+// older than the newest version at or below the compaction revision, that
+// newest version too if it is a tombstone, and the 'r' entries at or below it.
+// Each chunk records where the pass stands, so a pass resumes after a crash or
+// reopen (New restarts it). Removal never changes what a read at or above the
+// compaction revision sees, so chunks need no coordination with writes.
+// WaitCompaction waits for the physical work, for tests and Defragment.
+//
+// # Concurrency
+//
+// Store.mu guards rev and compactRev (the visible state); compaction progress
+// is guarded by Store.cmu. Writer belongs to the apply goroutine.
+package mvcc
