@@ -14,7 +14,7 @@ import (
 	"github.com/cairn-kv/cairn/vfs/errorfs"
 )
 
-func isSegment(p string) bool { return strings.HasSuffix(p, segExt) }
+func isSegment(p string) bool  { return strings.HasSuffix(p, segExt) }
 func isPrepared(p string) bool { return filepath.Base(p) == tmpName }
 
 func TestFailedWriteOrSyncBreaksTheWAL(t *testing.T) {
