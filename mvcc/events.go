@@ -90,4 +90,3 @@ func eventAt(it *pebble.Iterator, key []byte, rev revision) (*mvccpb.Event, erro
 }
 
 func backendKeyEqual(a, b []byte) bool { return string(a) == string(b) }
-
