@@ -26,14 +26,18 @@
 //
 // Commit does not fsync. The Raft WAL is the source of durability: after a
 // crash the member replays the WAL from AppliedIndex. Pebble's own WAL stays
-// on (written without fsync) so that a killed process loses nothing the OS
-// already has; only a power loss can lose recent batches, and those are
-// re-applied from the Raft WAL. Sync makes every committed batch durable (one
-// fsync of Pebble's WAL) and returns the index it covers; only then may the
-// Raft WAL release segments up to that index. Keeping Pebble's WAL on costs one
-// sequential write per batch (see BENCHMARKS.md); turning it off would make
-// Sync a memtable flush (tens of milliseconds, a new sstable each time) and
-// would lose every unflushed batch on a mere process kill.
+// on, written without fsync: Pebble hands it to the OS from a background
+// flusher, so a killed process loses at most the last few milliseconds of
+// commits and the OS keeps the rest; a power loss can lose everything since
+// the last Sync. Either way the DB holds the state of exactly the applied
+// index it reports, and the lost batches are re-applied from the Raft WAL.
+// Sync makes every committed batch durable (one fsync of Pebble's WAL) and
+// returns the index it covers; only then may the Raft WAL release segments up
+// to that index. Keeping Pebble's WAL on costs one sequential write per batch
+// (see BENCHMARKS.md); with it off, Sync would have to flush memtables to new
+// sstables (milliseconds each, and write amplification), and every batch
+// since the last flush would be lost even on a mere process kill, making
+// restarts replay far more of the Raft WAL.
 //
 // Background maintenance that is not a Raft entry (mvcc compaction) commits
 // its own small batches with CommitNoIndex, which leaves the applied index
