@@ -1,0 +1,234 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Paths served by Handler, all under PathPrefix.
+const (
+	PathPrefix   = "/raft/"
+	pathStream   = "/raft/stream"
+	pathSnapshot = "/raft/snapshot"
+	pathProbe    = "/raft/probe"
+)
+
+// Headers carried by every request and response.
+const (
+	hdrFrom      = "X-Cairn-From"       // sender member ID, hex
+	hdrTo        = "X-Cairn-To"         // receiver member ID, hex (0 or absent: any, probes only)
+	hdrClusterID = "X-Cairn-Cluster-Id" // cluster ID, hex
+	hdrMemberID  = "X-Cairn-Member-Id"  // responder's member ID, hex
+	hdrReject    = "X-Cairn-Reject"     // why a request was refused
+)
+
+// Values of hdrReject.
+const (
+	rejectCluster = "cluster-id-mismatch"
+	rejectMember  = "wrong-member"
+	rejectRemoved = "member-removed"
+	rejectBad     = "bad-request"
+	rejectStopped = "stopped"
+)
+
+// Handler serves the peer endpoints under PathPrefix. The server mounts it on
+// the peer listener (configured with ConfigureServer); other paths are free.
+func (t *Transport) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+pathStream, t.handleStream)
+	mux.HandleFunc("POST "+pathSnapshot, t.handleSnapshot)
+	mux.HandleFunc("GET "+pathProbe, t.handleProbe)
+	return mux
+}
+
+func (t *Transport) setHeaders(h http.Header, to uint64) {
+	h.Set(hdrFrom, strconv.FormatUint(t.cfg.LocalID, 16))
+	h.Set(hdrTo, strconv.FormatUint(to, 16))
+	h.Set(hdrClusterID, strconv.FormatUint(t.cfg.ClusterID, 16))
+}
+
+func parseID(h http.Header, key string, required bool) (uint64, error) {
+	v := h.Get(key)
+	if v == "" && !required {
+		return 0, nil
+	}
+	id, err := strconv.ParseUint(v, 16, 64)
+	if err != nil || (required && id == 0) {
+		return 0, fmt.Errorf("%w: header %s: %q", ErrBadRequest, key, v)
+	}
+	return id, nil
+}
+
+// checkRequest validates the identity headers of an incoming request. On
+// failure it writes the refusal and returns false.
+func (t *Transport) checkRequest(w http.ResponseWriter, r *http.Request, anyTo bool) (from uint64, ok bool) {
+	w.Header().Set(hdrMemberID, strconv.FormatUint(t.cfg.LocalID, 16))
+	w.Header().Set(hdrClusterID, strconv.FormatUint(t.cfg.ClusterID, 16))
+	from, err := parseID(r.Header, hdrFrom, true)
+	if err != nil {
+		t.refuse(w, http.StatusBadRequest, rejectBad, err.Error())
+		return 0, false
+	}
+	cid, err := parseID(r.Header, hdrClusterID, true)
+	if err != nil {
+		t.refuse(w, http.StatusBadRequest, rejectBad, err.Error())
+		return 0, false
+	}
+	to, err := parseID(r.Header, hdrTo, !anyTo)
+	if err != nil {
+		t.refuse(w, http.StatusBadRequest, rejectBad, err.Error())
+		return 0, false
+	}
+	log := t.log.With("from", fmt.Sprintf("%x", from), "path", r.URL.Path, "remote", r.RemoteAddr)
+	switch {
+	case cid != t.cfg.ClusterID:
+		log.Error("rejected peer request: cluster ID mismatch",
+			"their_cluster", fmt.Sprintf("%x", cid), "our_cluster", fmt.Sprintf("%x", t.cfg.ClusterID))
+		t.refuse(w, http.StatusPreconditionFailed, rejectCluster,
+			fmt.Sprintf("cluster ID mismatch: ours %x, yours %x", t.cfg.ClusterID, cid))
+	case to != 0 && to != t.cfg.LocalID:
+		log.Error("rejected peer request addressed to another member",
+			"addressed_to", fmt.Sprintf("%x", to))
+		t.refuse(w, http.StatusPreconditionFailed, rejectMember,
+			fmt.Sprintf("this is member %x, not %x", t.cfg.LocalID, to))
+	case t.cfg.Raft.IsIDRemoved(from):
+		log.Warn("rejected peer request from a removed member")
+		t.refuse(w, http.StatusGone, rejectRemoved, fmt.Sprintf("member %x has been removed", from))
+	default:
+		return from, true
+	}
+	return 0, false
+}
+
+func (t *Transport) refuse(w http.ResponseWriter, status int, reason, msg string) {
+	w.Header().Set(hdrReject, reason)
+	http.Error(w, msg, status)
+}
+
+// rejection turns a refusal response into a *RejectedError (and reports our
+// removal).
+func (t *Transport) rejection(peer uint64, resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	e := &RejectedError{
+		Peer: peer, OurCluster: t.cfg.ClusterID, Status: resp.StatusCode,
+		Detail: strings.TrimSpace(string(body)),
+	}
+	e.TheirCluster, _ = parseID(resp.Header, hdrClusterID, false)
+	e.TheirID, _ = parseID(resp.Header, hdrMemberID, false)
+	switch resp.Header.Get(hdrReject) {
+	case rejectCluster:
+		e.Reason = ErrClusterIDMismatch
+	case rejectMember:
+		e.Reason = ErrWrongMember
+	case rejectRemoved:
+		e.Reason = ErrMemberRemoved
+		t.notifyRemoved(peer)
+	case rejectStopped:
+		e.Reason = ErrStopped
+	default:
+		e.Reason = ErrBadRequest
+	}
+	return e
+}
+
+// doWithTimeout sends req, canceling it if the response headers do not
+// arrive within DialTimeout.
+func (t *Transport) doWithTimeout(ctx context.Context, cancel context.CancelCauseFunc, c *http.Client, req *http.Request) (*http.Response, error) {
+	timer := time.AfterFunc(t.cfg.DialTimeout, func() {
+		cancel(fmt.Errorf("transport: no response from %s within %v", req.URL.Host, t.cfg.DialTimeout))
+	})
+	resp, err := c.Do(req)
+	timer.Stop()
+	if err != nil {
+		if c := context.Cause(ctx); c != nil {
+			return nil, c
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+// serveContext returns a context ended by the request's end or by Stop, and
+// arranges for a blocked body read to fail when Stop is called.
+func (t *Transport) serveContext(w http.ResponseWriter, r *http.Request) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(r.Context())
+	rc := http.NewResponseController(w)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(t.ctx, func() {
+		defer close(fired)
+		cancel()
+		_ = rc.SetReadDeadline(time.Now())
+	})
+	// The controller must not be used after the handler returns: wait for a
+	// concurrently running stop to finish.
+	return ctx, func() {
+		if !stop() {
+			<-fired
+		}
+		cancel()
+	}
+}
+
+// handleStream receives one long-lived message stream from a peer.
+func (t *Transport) handleStream(w http.ResponseWriter, r *http.Request) {
+	from, ok := t.checkRequest(w, r, false)
+	if !ok {
+		return
+	}
+	if !t.enter() {
+		t.refuse(w, http.StatusServiceUnavailable, rejectStopped, ErrStopped.Error())
+		return
+	}
+	defer t.wg.Done()
+	ctx, done := t.serveContext(w, r)
+	defer done()
+	rc := http.NewResponseController(w)
+	_ = rc.EnableFullDuplex() // HTTP/1 only; HTTP/2 is always full duplex
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	log := t.log.With("from", fmt.Sprintf("%x", from))
+	log.Info("stream from peer accepted")
+	dec := newFrameDecoder(r.Body, t.cfg.MaxFrameSize)
+	for {
+		m, err := dec.decode()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
+				log.Warn("stream from peer ended", "err", err)
+			}
+			return
+		}
+		if err := t.checkMessage(m, from); err != nil {
+			log.Warn("dropping message", "type", m.GetType(), "err", err)
+			continue
+		}
+		if err := t.cfg.Raft.Process(ctx, m); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("raft refused message", "type", m.GetType(), "err", err)
+		}
+	}
+}
+
+// checkMessage checks a message received on a stream from member from.
+func (t *Transport) checkMessage(m *raftpb.Message, from uint64) error {
+	switch {
+	case m.GetTo() != t.cfg.LocalID:
+		return fmt.Errorf("%w: message to %x", ErrWrongMember, m.GetTo())
+	case m.GetFrom() != from:
+		return fmt.Errorf("%w: message from %x on the stream of %x", ErrBadRequest, m.GetFrom(), from)
+	case m.GetType() == raftpb.MessageType_MsgSnap:
+		return fmt.Errorf("%w: MsgSnap on a message stream", ErrBadRequest)
+	}
+	return nil
+}
