@@ -29,10 +29,6 @@ type revision struct {
 	main, sub int64
 }
 
-func (a revision) greater(b revision) bool {
-	return a.main > b.main || (a.main == b.main && a.sub > b.sub)
-}
-
 // appendEscaped appends the order-preserving, prefix-free encoding of key:
 // 0x00 becomes 0x00 0xff and the key ends with 0x00 0x01.
 func appendEscaped(dst, key []byte) []byte {
