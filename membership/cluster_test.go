@@ -45,6 +45,13 @@ func TestNewInitial(t *testing.T) {
 	if c.ID() != ClusterID("tok", ids) {
 		t.Fatal("cluster ID is not ClusterID(token, member IDs)")
 	}
+	nu, _ := ParseInitialCluster("a=http://h1:2380,b=http://h2:2380,b=http://h2b:2380,c=http://h3:2380")
+	if other, _ := NewInitial("tok2", nu); other.ID() == c.ID() {
+		t.Fatal("same cluster ID with another token")
+	}
+	if fewer, _ := NewInitial("tok", nu[:2]); fewer.ID() == c.ID() {
+		t.Fatal("same cluster ID with another member set")
+	}
 	b, ok := c.MemberByName("b")
 	if !ok || !reflect.DeepEqual(b.PeerURLs, []string{"http://h2:2380", "http://h2b:2380"}) {
 		t.Fatalf("MemberByName(b) = %+v, %v", b, ok)

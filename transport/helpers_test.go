@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ type fakeRaft struct {
 	unreachable map[uint64]int              // guarded by mu
 	snapReports map[raft.SnapshotStatus]int // guarded by mu
 	onProcess   func(m *raftpb.Message) error
+	processed   atomic.Int64
 }
 
 func newFakeRaft() *fakeRaft {
@@ -42,6 +44,7 @@ func (f *fakeRaft) Process(_ context.Context, m *raftpb.Message) error {
 	f.mu.Lock()
 	f.msgs = append(f.msgs, m)
 	f.mu.Unlock()
+	f.processed.Add(1)
 	return err
 }
 
@@ -151,7 +154,7 @@ type node struct {
 }
 
 // startNode starts a member listening on addr ("127.0.0.1:0" for any port).
-func startNode(t *testing.T, id, cluster uint64, addr string, opts ...func(*Config)) *node {
+func startNode(t testing.TB, id, cluster uint64, addr string, opts ...func(*Config)) *node {
 	t.Helper()
 	n := &node{id: id, raft: newFakeRaft(), sink: &memSink{stored: map[uint64][]byte{}}, logs: &logBuf{}}
 	cfg := Config{
@@ -173,7 +176,7 @@ func startNode(t *testing.T, id, cluster uint64, addr string, opts ...func(*Conf
 	return n
 }
 
-func (n *node) serve(t *testing.T, addr string) {
+func (n *node) serve(t testing.TB, addr string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -154,3 +154,25 @@ func TestSnapshotReaderTruncated(t *testing.T) {
 		}
 	}
 }
+
+func FuzzSnapshotReader(f *testing.F) {
+	var buf bytes.Buffer
+	tr := &Transport{cfg: Config{SnapshotChunkSize: 7}}
+	if _, err := tr.writeSnapshot(&buf, nil, bytes.NewReader([]byte("some state bytes"))); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sr := &snapshotReader{r: bytes.NewReader(b)}
+		_, err := io.ReadAll(sr)
+		switch {
+		case err == nil:
+			if !sr.verified {
+				t.Fatal("clean end without a verified trailer")
+			}
+		case !errors.Is(err, ErrSnapshotCorrupt) && !errors.Is(err, ErrSnapshotChecksum):
+			t.Fatalf("unexpected error kind: %v", err)
+		}
+	})
+}
