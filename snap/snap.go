@@ -58,6 +58,8 @@ const (
 	oldSuffix    = ".old"
 	// maxFiles bounds the entries of one archive.
 	maxFiles = 100000
+	// maxTrailing bounds the padding accepted after the end of an archive.
+	maxTrailing = 64 << 10
 )
 
 // WriteArchive writes every regular file below dir to w as a tar stream.
@@ -261,6 +263,16 @@ func (d *Dir) Receive(ctx context.Context, index uint64, r io.Reader, maxBytes i
 	}
 	if err := ReadArchive(ctx, r, tmp, maxBytes); err != nil {
 		return err
+	}
+	// The stream must end right after the archive (tar's end-of-archive
+	// padding aside): reading to its end is also what lets a wrapping reader
+	// verify its checksum before the state counts as received.
+	if n, err := io.Copy(io.Discard, io.LimitReader(r, maxTrailing+1)); err != nil || n > maxTrailing {
+		os.RemoveAll(tmp)
+		if err == nil {
+			err = fmt.Errorf("%w: %d bytes after the end of the archive", ErrBadArchive, n)
+		}
+		return fmt.Errorf("snap: receive state at %d: %w", index, err)
 	}
 	if err := os.RemoveAll(final); err != nil {
 		return fmt.Errorf("snap: %w", err)

@@ -224,6 +224,48 @@ func TestRecoverAfterCrashMidInstall(t *testing.T) {
 	})
 }
 
+// failingTail yields data, then fails the way a checksum-verifying reader
+// does at the end of a damaged stream.
+type failingTail struct {
+	data []byte
+	err  error
+}
+
+func (f *failingTail) Read(p []byte) (int, error) {
+	if len(f.data) == 0 {
+		return 0, f.err
+	}
+	n := copy(p, f.data)
+	f.data = f.data[n:]
+	return n, nil
+}
+
+func TestReceiveReadsToTheEndBeforeStaging(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(root, "src")
+	writeTree(t, src, map[string]string{"f": "data"})
+	var buf bytes.Buffer
+	if err := WriteArchive(context.Background(), &buf, src); err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDir(filepath.Join(root, "snap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := errors.New("checksum mismatch")
+	err = d.Receive(context.Background(), 9, &failingTail{data: buf.Bytes(), err: bad}, 1<<20)
+	if !errors.Is(err, bad) {
+		t.Fatalf("Receive = %v, want the stream's end error", err)
+	}
+	if idxs, _ := d.Staged(); len(idxs) != 0 {
+		t.Fatalf("a stream that failed at its end was staged: %v", idxs)
+	}
+	trailing := append(append([]byte{}, buf.Bytes()...), bytes.Repeat([]byte{1}, maxTrailing+10)...)
+	if err := d.Receive(context.Background(), 9, bytes.NewReader(trailing), 1<<20); !errors.Is(err, ErrBadArchive) {
+		t.Fatalf("Receive with garbage after the archive = %v", err)
+	}
+}
+
 func TestOpenDirRemovesPartialReceptions(t *testing.T) {
 	root := t.TempDir()
 	partial := filepath.Join(root, "0000000000000005.db.tmp")

@@ -207,6 +207,13 @@ func (t *Transport) handleStream(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
+		if t.cfg.Raft.IsIDRemoved(from) {
+			// The sender was removed while its stream was open: end the
+			// stream, so its next attempt is refused with 410 and it learns
+			// of its removal.
+			log.Warn("closing stream from a removed member")
+			return
+		}
 		if err := t.checkMessage(m, from); err != nil {
 			log.Warn("dropping message", "type", m.GetType(), "err", err)
 			continue

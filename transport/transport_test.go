@@ -218,6 +218,35 @@ func TestRemovedMemberRejected(t *testing.T) {
 	}
 }
 
+// A member removed while its stream is open must not keep delivering on it:
+// the stream ends, and the reconnect is refused with the removal.
+func TestMemberRemovedWhileStreamOpen(t *testing.T) {
+	checkGoroutines(t)
+	removedBy := make(chan uint64, 1)
+	a := startNode(t, 1, testCluster, "127.0.0.1:0", func(c *Config) {
+		c.OnRemoved = func(by uint64) { removedBy <- by }
+	})
+	b := startNode(t, 2, testCluster, "127.0.0.2:0")
+	a.tr.AddPeer(2, []string{b.url})
+	a.tr.Send([]*raftpb.Message{msg(1, 2, 0)})
+	waitFor(t, 5*time.Second, "first message delivered", func() bool { return len(b.raft.from(1)) == 1 })
+	b.raft.mu.Lock()
+	b.raft.removed[1] = true
+	b.raft.mu.Unlock()
+	a.tr.Send([]*raftpb.Message{msg(1, 2, 1)})
+	select {
+	case by := <-removedBy:
+		if by != 2 {
+			t.Fatalf("OnRemoved(%d), want 2", by)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a member removed while its stream was open never learned it")
+	}
+	if n := len(b.raft.from(1)); n != 1 {
+		t.Fatalf("%d messages delivered, want only the one sent before the removal", n)
+	}
+}
+
 func TestUnknownPeerReportedUnreachable(t *testing.T) {
 	checkGoroutines(t)
 	a := startNode(t, 1, testCluster, "127.0.0.1:0")
