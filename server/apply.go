@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"go.etcd.io/raft/v3"
@@ -17,8 +18,8 @@ import (
 )
 
 // catchUpEntries is how many applied entries the in-memory raft log keeps
-// behind a snapshot, so a slightly slow follower catches up from the log
-// rather than needing a state copy.
+// behind a snapshot (at most --snapshot-count), so a slightly slow follower
+// catches up from the log rather than needing a state copy.
 const catchUpEntries = 5000
 
 // pendingResult is a result to hand a waiting proposer once the batch that
@@ -190,11 +191,11 @@ func (s *Server) replayConfChange(be *backend.Backend, e *raftpb.Entry) error {
 		return fmt.Errorf("server: undecodable conf change at %d: %w", e.GetIndex(), err)
 	}
 	outcome, err := be.Get(apply.ConfChangeOutcomeKey(e.GetIndex()))
+	if errors.Is(err, backend.ErrNotFound) {
+		return fmt.Errorf("server: no recorded outcome for the applied conf change at %d", e.GetIndex())
+	}
 	if err != nil {
 		return err
-	}
-	if outcome == nil {
-		return fmt.Errorf("server: no recorded outcome for the applied conf change at %d", e.GetIndex())
 	}
 	if !bytes.Equal(outcome, apply.OutcomeApplied) {
 		cc.NodeId = proto.Uint64(0)
@@ -264,6 +265,7 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) error {
 	}
 	s.confState = proto.Clone(sn.GetMetadata().GetConfState()).(*raftpb.ConfState)
 	s.snapshotIndex = idx
+	s.snapshotsInstalled.Add(1)
 	s.setApplied(be.AppliedIndex())
 	return s.snapDir.RemoveStagedThrough(at)
 }
@@ -296,8 +298,9 @@ func (s *Server) maybeSnapshot() error {
 		return err
 	}
 	s.snapshotIndex = applied
-	if applied > catchUpEntries {
-		if err := s.raftStorage.Compact(applied - catchUpEntries); err != nil && err != raft.ErrCompacted {
+	keep := min(uint64(catchUpEntries), s.cfg.SnapshotCount)
+	if applied > keep {
+		if err := s.raftStorage.Compact(applied - keep); err != nil && err != raft.ErrCompacted {
 			return fmt.Errorf("server: compact raft log: %w", err)
 		}
 	}

@@ -34,14 +34,14 @@ var ErrMisconfigured = errors.New("server: misconfigured member")
 // New opens (or creates) the member's data and prepares it to start; it
 // refuses a configuration that does not fit the data directory. Call Start
 // to begin serving, or Close to release what New opened.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, err error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s = &Server{
+	s := &Server{
 		cfg:       cfg,
 		log:       log,
 		waits:     wait.New(),
@@ -54,37 +54,39 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "member"), 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
-	s.lock, err = vfs.Default().Lock(filepath.Join(cfg.DataDir, "cairn.lock"))
+	lock, err := vfs.Default().Lock(filepath.Join(cfg.DataDir, "cairn.lock"))
 	if err != nil {
 		return nil, fmt.Errorf("server: data dir %s is in use by another member: %w", cfg.DataDir, err)
 	}
-	defer func() {
-		if err != nil {
-			s.closeStorage()
-		}
-	}()
-	if s.snapDir, err = snap.OpenDir(filepath.Join(cfg.DataDir, "member", "snap")); err != nil {
-		return nil, err
-	}
-	if err := snap.Recover(s.dbDir); err != nil {
-		return nil, err
-	}
-	if err := s.openStore(); err != nil {
-		return nil, err
-	}
-	switch {
-	case wal.Exist(vfs.Default(), cfg.WALDir):
-		err = s.restart()
-	case cfg.InitialClusterState == config.ClusterStateExisting:
-		err = s.join(ctx)
-	default:
-		err = s.bootstrapNew()
-	}
-	if err != nil {
+	s.lock = lock
+	if err := s.open(ctx); err != nil {
+		s.closeStorage()
 		return nil, err
 	}
 	s.reqIDs = idgen.New(s.id, time.Now())
 	return s, nil
+}
+
+// open opens the storage and decides how the member starts.
+func (s *Server) open(ctx context.Context) (err error) {
+	cfg := s.cfg
+	if s.snapDir, err = snap.OpenDir(filepath.Join(cfg.DataDir, "member", "snap")); err != nil {
+		return err
+	}
+	if err := snap.Recover(s.dbDir); err != nil {
+		return err
+	}
+	if err := s.openStore(); err != nil {
+		return err
+	}
+	switch {
+	case wal.Exist(vfs.Default(), cfg.WALDir):
+		return s.restart()
+	case cfg.InitialClusterState == config.ClusterStateExisting:
+		return s.join(ctx)
+	default:
+		return s.bootstrapNew()
+	}
 }
 
 // openStore opens the backend and the revisioned store on it.
@@ -283,11 +285,11 @@ func (s *Server) ensureStateAtLeast(index uint64) error {
 
 func (s *Server) loadCluster() (*membership.Cluster, error) {
 	b, err := s.be.Get(clusterKey)
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil, fmt.Errorf("server: the store in %s has no member list", s.dbDir)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if b == nil {
-		return nil, fmt.Errorf("server: the store in %s has no member list", s.dbDir)
 	}
 	return membership.Decode(b)
 }

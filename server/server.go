@@ -88,6 +88,8 @@ type Server struct {
 	donec    chan struct{} // closed when fully stopped
 	wg       sync.WaitGroup
 	fatalErr atomic.Pointer[error]
+
+	snapshotsInstalled atomic.Int64 // state copies installed from a leader
 	removed  atomic.Bool
 }
 
@@ -111,6 +113,10 @@ func (s *Server) AppliedIndex() uint64 { return s.applied.Load() }
 
 // Status returns the raft node's status.
 func (s *Server) Status() raftnode.Status { return s.node.Status() }
+
+// SnapshotsInstalled counts the state copies this member installed from a
+// leader since it started.
+func (s *Server) SnapshotsInstalled() int64 { return s.snapshotsInstalled.Load() }
 
 // Members returns the current member list.
 func (s *Server) Members() []membership.Member { return s.cluster.Members() }

@@ -50,9 +50,6 @@ func (s *Server) Start() error {
 		closeAll(s.clientLn)
 		return err
 	}
-	for id, urls := range s.initialPeers() {
-		s.tr.AddPeer(id, urls)
-	}
 	s.readNotifier = newNotifier()
 	be, _ := s.store()
 	s.setApplied(be.AppliedIndex())
@@ -69,6 +66,10 @@ func (s *Server) Start() error {
 		closeAll(s.peerLn)
 		closeAll(s.clientLn)
 		return err
+	}
+	// Peers are added once the node exists: the transport reports to it.
+	for id, urls := range s.initialPeers() {
+		s.tr.AddPeer(id, urls)
 	}
 	s.peerSrv = &http.Server{Handler: s.peerMux(), ReadHeaderTimeout: 10 * time.Second}
 	transport.ConfigureServer(s.peerSrv)
@@ -192,14 +193,16 @@ func (s *Server) stop(transfer bool) {
 		if s.clientSrv != nil {
 			_ = s.clientSrv.Shutdown(ctx)
 		}
+		// Incoming peer streams end with the peer server; the transport's
+		// Stop waits for their handlers.
+		if s.peerSrv != nil {
+			_ = s.peerSrv.Close()
+		}
 		if s.node != nil {
 			s.node.Stop()
 		}
 		if s.tr != nil {
 			s.tr.Stop()
-		}
-		if s.peerSrv != nil {
-			_ = s.peerSrv.Close()
 		}
 		s.wg.Wait()
 		s.closeStorage()
