@@ -218,11 +218,8 @@ func (s *Server) afterMemberChange(ch membership.Change) {
 		}
 	case membership.ChangeRemove:
 		if id == s.id {
-			s.removed.Store(true)
 			s.log.Error("this member was removed from the cluster; stopping", "member", fmt.Sprintf("%x", id))
-			err := ErrRemoved
-			s.fatalErr.CompareAndSwap(nil, &err)
-			go s.stop(false)
+			s.stopRemoved()
 			return
 		}
 		s.tr.RemovePeer(id)

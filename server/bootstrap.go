@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -70,6 +71,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 // open opens the storage and decides how the member starts.
 func (s *Server) open(ctx context.Context) (err error) {
 	cfg := s.cfg
+	if note, err := os.ReadFile(s.removedMarker()); err == nil {
+		return fmt.Errorf("%w: %s: remove the data dir %s and add the member again (member add) to rejoin",
+			ErrRemoved, strings.TrimSpace(string(note)), cfg.DataDir)
+	}
 	if s.snapDir, err = snap.OpenDir(filepath.Join(cfg.DataDir, "member", "snap")); err != nil {
 		return err
 	}

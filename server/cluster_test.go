@@ -49,6 +49,9 @@ func (b *syncBuffer) String() string {
 }
 
 type cluster struct {
+	// mu guards members and each member's srv, which writer goroutines
+	// read while the test restarts or adds members.
+	mu      sync.Mutex
 	t       *testing.T
 	token   string
 	members []*member
@@ -126,7 +129,9 @@ func (c *cluster) startMember(m *member, cfg config.Config) error {
 		srv.Close()
 		return err
 	}
+	c.mu.Lock()
 	m.srv = srv
+	c.mu.Unlock()
 	return nil
 }
 
@@ -151,7 +156,10 @@ func (c *cluster) restart(m *member) {
 }
 
 func (c *cluster) stopAll() {
-	for _, m := range c.members {
+	c.mu.Lock()
+	members := append([]*member(nil), c.members...)
+	c.mu.Unlock()
+	for _, m := range members {
 		if m.srv != nil {
 			m.srv.Stop()
 		}
@@ -170,6 +178,8 @@ func tail(s string, n int) string {
 }
 
 func (c *cluster) running() []*member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var out []*member
 	for _, m := range c.members {
 		if m.srv != nil {
@@ -440,7 +450,9 @@ func TestMembershipChangesUnderWrites(t *testing.T) {
 	if !added.IsLearner {
 		t.Fatal("added member is not a learner")
 	}
+	c.mu.Lock()
 	c.members = append(c.members, m4)
+	c.mu.Unlock()
 	if err := c.startMember(m4, c.config(m4, c.initialCluster(c.members), "existing")); err != nil {
 		t.Fatalf("start joining member: %v", err)
 	}
@@ -485,8 +497,10 @@ func TestMembershipChangesUnderWrites(t *testing.T) {
 		checkAcked(t, m, acked)
 	}
 	// The removed member refuses to start again from its data dir.
+	c.mu.Lock()
 	victim.srv = nil
-	err = c.startMember(victim, c.config(victim, c.initialCluster(c.members), "new"))
+	c.mu.Unlock()
+	err = c.startMember(victim, c.config(victim, c.initialCluster(c.members[:3]), "new"))
 	if err == nil || !strings.Contains(err.Error(), "removed") {
 		t.Fatalf("removed member restarted: %v", err)
 	}

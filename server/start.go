@@ -271,10 +271,26 @@ func (s *Server) MoveLeader(ctx context.Context, transferee uint64) error {
 // onRemovedByPeer stops a member that a peer says was removed.
 func (s *Server) onRemovedByPeer(by uint64) {
 	s.log.Error("a peer reports that this member was removed from the cluster; stopping", "reported-by", fmt.Sprintf("%x", by))
+	s.stopRemoved()
+}
+
+// stopRemoved records that this member was removed, so it refuses to start
+// again from this data dir, and stops it.
+func (s *Server) stopRemoved() {
+	if !s.removed.Swap(true) {
+		note := fmt.Sprintf("member %x was removed from cluster %x at %s\n", s.id, s.cluster.ID(), time.Now().UTC().Format(time.RFC3339))
+		if err := os.WriteFile(s.removedMarker(), []byte(note), 0o600); err != nil {
+			s.log.Error("cannot record the removal in the data dir", "err", err)
+		}
+	}
 	err := ErrRemoved
 	s.fatalErr.CompareAndSwap(nil, &err)
-	s.removed.Store(true)
 	go s.stop(false)
+}
+
+// removedMarker is the file that marks a data dir whose member was removed.
+func (s *Server) removedMarker() string {
+	return filepath.Join(s.cfg.DataDir, "member", "removed")
 }
 
 // openSnapshot streams a consistent copy of the store for a follower.
