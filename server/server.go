@@ -90,7 +90,7 @@ type Server struct {
 	fatalErr atomic.Pointer[error]
 
 	snapshotsInstalled atomic.Int64 // state copies installed from a leader
-	removed  atomic.Bool
+	removed            atomic.Bool
 }
 
 // ID returns this member's ID.
