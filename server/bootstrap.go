@@ -25,8 +25,11 @@ import (
 	"github.com/cairn-kv/cairn/wal"
 )
 
-// clusterKey is where the member list is kept in the backend.
-var clusterKey = []byte("C/cluster")
+// Backend keys of the server, under the membership prefix 'C'.
+var (
+	clusterKey = []byte("C/cluster") // the member list
+	tokenKey   = []byte("C/token")   // the --initial-cluster-token the member started with
+)
 
 // ErrMisconfigured marks a start refused because the configuration does not
 // fit the data directory or the cluster.
@@ -205,6 +208,9 @@ func (s *Server) saveCluster() error {
 	if err := bt.Set(clusterKey, s.cluster.Encode()); err != nil {
 		return err
 	}
+	if err := bt.Set(tokenKey, []byte(s.cfg.InitialClusterToken)); err != nil {
+		return err
+	}
 	return bt.Commit(s.be.AppliedIndex())
 }
 
@@ -313,17 +319,15 @@ func (s *Server) checkRestartConfig(md wal.Metadata) error {
 	if m, ok := s.cluster.Member(s.id); ok && m.Name != "" && m.Name != s.cfg.Name {
 		return fmt.Errorf("%w: data dir %s belongs to member %q, not --name %q", ErrMisconfigured, s.cfg.DataDir, m.Name, s.cfg.Name)
 	}
-	if s.cfg.InitialClusterState == config.ClusterStateNew {
-		initial, err := s.initialCluster()
-		if err != nil {
-			return err
-		}
-		if c, err := membership.NewInitial(s.cfg.InitialClusterToken, initial); err == nil && c.ID() != md.ClusterID {
-			if _, self := c.MemberByName(s.cfg.Name); self {
-				return fmt.Errorf("%w: data dir %s belongs to cluster %x, but --initial-cluster and --initial-cluster-token describe cluster %x: use the data dir of this cluster, or remove it to start fresh",
-					ErrMisconfigured, s.cfg.DataDir, md.ClusterID, c.ID())
-			}
-		}
+	// --initial-cluster is only read at bootstrap (peer URLs may have been
+	// updated since), but the token names the cluster the data belongs to.
+	token, err := s.be.Get(tokenKey)
+	if err != nil {
+		return fmt.Errorf("server: the store in %s has no cluster token: %w", s.dbDir, err)
+	}
+	if string(token) != s.cfg.InitialClusterToken {
+		return fmt.Errorf("%w: data dir %s belongs to cluster %x, created with --initial-cluster-token %q, not %q: use the data dir of this cluster, or remove it to start fresh",
+			ErrMisconfigured, s.cfg.DataDir, md.ClusterID, token, s.cfg.InitialClusterToken)
 	}
 	return nil
 }

@@ -595,3 +595,45 @@ func TestMisconfigurationsAreRefused(t *testing.T) {
 		}
 	})
 }
+
+func TestUpdatePeerURLsAndRestartOnNewAddress(t *testing.T) {
+	c := newCluster(t, 3)
+	c.start()
+	leader := c.waitLeader()
+	var moved *member
+	for _, m := range c.members {
+		if m != leader {
+			moved = m
+			break
+		}
+	}
+	id := moved.srv.ID()
+	moved.srv.Stop()
+	newPeer := "http://" + moved.ip + ":" + freePort(t, moved.ip)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	members, err := leader.srv.UpdateMember(ctx, id, []string{newPeer})
+	if err != nil {
+		t.Fatalf("UpdateMember: %v", err)
+	}
+	found := false
+	for _, m := range members {
+		if m.ID == id {
+			found = len(m.PeerURLs) == 1 && m.PeerURLs[0] == newPeer
+		}
+	}
+	if !found {
+		t.Fatalf("member list after the update lacks %s: %+v", newPeer, members)
+	}
+	moved.peer = newPeer
+	c.restart(moved)
+	if err := put(context.Background(), leader, "moved", "yes"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "the moved member to apply the write", func() bool {
+		return moved.srv.AppliedIndex() >= leader.srv.AppliedIndex()
+	})
+	if got, ok := get(t, moved, "moved", true); !ok || got != "yes" {
+		t.Fatalf("moved member reads %q %v", got, ok)
+	}
+}
