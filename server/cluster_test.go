@@ -637,3 +637,38 @@ func TestUpdatePeerURLsAndRestartOnNewAddress(t *testing.T) {
 		t.Fatalf("moved member reads %q %v", got, ok)
 	}
 }
+
+func TestAddVoterJoinsAndVotes(t *testing.T) {
+	c := newCluster(t, 1)
+	c.start()
+	m2 := newMember(t, "m2", "127.0.0.2")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	added, members, err := c.members[0].srv.AddMember(ctx, []string{m2.peer}, false)
+	if err != nil {
+		t.Fatalf("add voter: %v", err)
+	}
+	if added.IsLearner || len(members) != 2 {
+		t.Fatalf("added %+v, members %d", added, len(members))
+	}
+	c.mu.Lock()
+	c.members = append(c.members, m2)
+	c.mu.Unlock()
+	if err := c.startMember(m2, c.config(m2, c.initialCluster(c.members), "existing")); err != nil {
+		t.Fatalf("start joining voter: %v", err)
+	}
+	// With two voters a write needs both: it succeeds only once m2 votes.
+	if err := put(context.Background(), c.members[0], "two", "voters"); err != nil {
+		t.Fatalf("put with two voters: %v", err)
+	}
+	if got, ok := get(t, m2, "two", false); !ok || got != "voters" {
+		t.Fatalf("joined voter reads %q %v", got, ok)
+	}
+	st := c.members[0].srv.Status()
+	if !st.IsLeader {
+		t.Fatalf("m1 lost leadership: %+v", st)
+	}
+	if n := len(m2.srv.Members()); n != 2 {
+		t.Fatalf("joined voter lists %d members", n)
+	}
+}
