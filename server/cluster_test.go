@@ -125,7 +125,7 @@ func (c *cluster) startMember(m *member, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(); err != nil {
+	if err := srv.Start(server.ClientAPI{}); err != nil {
 		srv.Close()
 		return err
 	}

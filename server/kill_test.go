@@ -46,7 +46,7 @@ func killChild(t *testing.T, mode string) {
 	}
 	srv, err := server.New(context.Background(), cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err == nil {
-		err = srv.Start()
+		err = srv.Start(server.ClientAPI{})
 	}
 	if err != nil {
 		fmt.Println("error", err)

@@ -55,7 +55,7 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 	if err != nil {
 		return nil, err
 	}
-	if uint(len(data)) > s.cfg.MaxRequestBytes+1024 {
+	if uint(len(data)) > s.cfg.MaxRequestBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRequestTooLarge, len(data), s.cfg.MaxRequestBytes)
 	}
 	ctx, cancel := s.withRequestTimeout(ctx)

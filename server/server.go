@@ -15,7 +15,10 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"google.golang.org/grpc"
+
 	"github.com/cairn-kv/cairn/backend"
+	"github.com/cairn-kv/cairn/internal/connmux"
 	"github.com/cairn-kv/cairn/internal/idgen"
 	"github.com/cairn-kv/cairn/internal/wait"
 	"github.com/cairn-kv/cairn/membership"
@@ -82,6 +85,8 @@ type Server struct {
 
 	peerLn, clientLn   []net.Listener
 	peerSrv, clientSrv *http.Server
+	grpcSrv            *grpc.Server
+	muxes              []*connmux.Mux
 
 	stopOnce sync.Once
 	stopc    chan struct{} // closed to begin stopping
@@ -107,6 +112,12 @@ func (s *Server) IsLeader() bool { return s.node.Leader() == s.id }
 
 // Term returns the current raft term.
 func (s *Server) Term() uint64 { return s.node.Term() }
+
+// Rev returns the store's current revision.
+func (s *Server) Rev() int64 {
+	_, kv := s.store()
+	return kv.Rev()
+}
 
 // AppliedIndex returns the index of the last applied entry.
 func (s *Server) AppliedIndex() uint64 { return s.applied.Load() }

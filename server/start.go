@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +14,9 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
 
+	"github.com/cairn-kv/cairn/internal/connmux"
 	"github.com/cairn-kv/cairn/internal/logutil"
 	"github.com/cairn-kv/cairn/membership"
 	"github.com/cairn-kv/cairn/raftnode"
@@ -24,14 +25,24 @@ import (
 	"github.com/cairn-kv/cairn/wal"
 )
 
-// Version is the etcd API version cairn speaks, reported by /version.
+// Version is the etcd API version cairn speaks.
 const Version = "3.7.0"
 
 // maxSnapshotBytes bounds a received state copy.
 const maxSnapshotBytes = 256 << 30
 
-// Start opens the listeners and starts raft, apply and the transport.
-func (s *Server) Start() error {
+// ClientAPI is what the member serves on its client URLs: gRPC for
+// connections that open with the HTTP/2 preface, HTTP for the rest. Either
+// may be nil (not served). The server cannot import the API packages;
+// cmd/cairn builds them on the server and passes them here.
+type ClientAPI struct {
+	GRPC *grpc.Server
+	HTTP http.Handler
+}
+
+// Start opens the listeners and starts raft, apply and the transport, and
+// serves api on the client URLs.
+func (s *Server) Start(api ClientAPI) error {
 	var err error
 	if s.peerLn, err = listen(s.cfg.ListenPeerURLs); err != nil {
 		return err
@@ -73,13 +84,12 @@ func (s *Server) Start() error {
 	}
 	s.peerSrv = &http.Server{Handler: s.peerMux(), ReadHeaderTimeout: 10 * time.Second}
 	transport.ConfigureServer(s.peerSrv)
-	s.clientSrv = &http.Server{Handler: s.clientMux(), ReadHeaderTimeout: 10 * time.Second}
 	s.wg.Add(3)
 	go s.applyLoop()
 	go s.readLoop()
 	go s.publish()
 	s.serve(s.peerSrv, s.peerLn)
-	s.serve(s.clientSrv, s.clientLn)
+	s.serveClients(api)
 	s.log.Info("member started", "name", s.cfg.Name, "member", fmt.Sprintf("%x", s.id),
 		"cluster", fmt.Sprintf("%x", s.cluster.ID()), "peer", s.PeerAddrs(), "client", s.ClientAddrs())
 	return nil
@@ -132,7 +142,7 @@ func (s *Server) serve(srv *http.Server, lns []net.Listener) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, connmux.ErrClosed) {
 				s.log.Error("listener failed", "addr", ln.Addr().String(), "err", err)
 			}
 		}()
@@ -146,36 +156,65 @@ func (s *Server) peerMux() http.Handler {
 	return mux
 }
 
-func (s *Server) clientMux() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/health", s.serveHealth)
-	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"etcdserver": Version, "etcdcluster": Version})
-	})
-	return mux
-}
-
-// serveHealth answers like etcd's /health: healthy when a leader is known
-// and a linearizable read succeeds (serializable=true skips the read).
-func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	reason := ""
-	if s.node.Leader() == 0 {
-		reason = "RAFT NO LEADER"
-	} else if r.URL.Query().Get("serializable") != "true" {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := s.LinearizableReadNotify(ctx); err != nil {
-			reason = "QGET ERROR: " + err.Error()
+// serveClients serves api on every client listener, split by connmux.
+func (s *Server) serveClients(api ClientAPI) {
+	h := api.HTTP
+	if h == nil {
+		h = http.NotFoundHandler()
+	}
+	s.clientSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.grpcSrv = api.GRPC
+	var httpLns []net.Listener
+	for _, ln := range s.clientLn {
+		m := connmux.New(ln)
+		s.muxes = append(s.muxes, m)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_ = m.Serve()
+		}()
+		httpLns = append(httpLns, m.Other())
+		if s.grpcSrv != nil {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				if err := s.grpcSrv.Serve(m.HTTP2()); err != nil && !errors.Is(err, connmux.ErrClosed) {
+					s.log.Debug("gRPC listener ended", "err", err)
+				}
+			}()
+		} else {
+			go closeEach(m.HTTP2())
 		}
 	}
-	if reason != "" {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_ = json.NewEncoder(w).Encode(map[string]string{"health": "false", "reason": reason})
-		return
+	s.serve(s.clientSrv, httpLns)
+}
+
+// closeEach closes every connection accepted from l until l is closed.
+func closeEach(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
 	}
-	_ = json.NewEncoder(w).Encode(map[string]string{"health": "true", "reason": ""})
+}
+
+// Health reports "" when the member is healthy, else the reason, like
+// etcd's /health: a leader must be known and, if linearizable, a
+// linearizable read must succeed.
+func (s *Server) Health(ctx context.Context, linearizable bool) string {
+	if s.node.Leader() == 0 {
+		return "RAFT NO LEADER"
+	}
+	if linearizable {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := s.LinearizableReadNotify(ctx); err != nil {
+			return "QGET ERROR: " + err.Error()
+		}
+	}
+	return ""
 }
 
 // Stop shuts the member down; a leader first hands leadership to another
@@ -190,6 +229,12 @@ func (s *Server) stop(transfer bool) {
 		close(s.stopc)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
+		if s.grpcSrv != nil {
+			s.grpcSrv.Stop()
+		}
+		for _, m := range s.muxes {
+			m.Close()
+		}
 		if s.clientSrv != nil {
 			_ = s.clientSrv.Shutdown(ctx)
 		}

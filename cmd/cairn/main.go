@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/cairn-kv/cairn/api/v3rpc"
 	"github.com/cairn-kv/cairn/internal/logutil"
 	"github.com/cairn-kv/cairn/server"
 	"github.com/cairn-kv/cairn/server/config"
@@ -44,7 +45,8 @@ func run() int {
 		log.Error("cannot start member", "err", err)
 		return 1
 	}
-	if err := srv.Start(); err != nil {
+	api := v3rpc.New(v3rpc.Config{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log.With("component", "api")}, srv)
+	if err := srv.Start(server.ClientAPI{GRPC: api.GRPC(), HTTP: api.HTTP()}); err != nil {
 		srv.Close()
 		log.Error("cannot start member", "err", err)
 		return 1

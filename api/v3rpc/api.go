@@ -1,0 +1,131 @@
+package v3rpc
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math"
+	"net/http"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+)
+
+// Member is what every service needs: identity for response headers.
+type Member interface {
+	ClusterID() uint64
+	ID() uint64
+	Term() uint64
+}
+
+// KVBackend is the member's key-value side.
+type KVBackend interface {
+	Member
+	Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error)
+	Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error)
+	DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error)
+	Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
+	Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error)
+}
+
+// HealthBackend answers health checks.
+type HealthBackend interface {
+	// Health reports "" when the member is healthy, else the reason.
+	Health(ctx context.Context, linearizable bool) string
+}
+
+// Backend is everything the API needs from a member; *server.Server
+// implements it.
+type Backend interface {
+	KVBackend
+	HealthBackend
+}
+
+// Config configures the API.
+type Config struct {
+	// MaxRequestBytes bounds a request; gRPC accepts a little more so the
+	// member can answer with etcd's "request is too large" error.
+	MaxRequestBytes uint
+	// MaxTxnOps bounds the operations of one txn (etcd's --max-txn-ops).
+	MaxTxnOps int
+	Logger    *slog.Logger
+}
+
+// grpcOverheadBytes is what gRPC may receive beyond MaxRequestBytes.
+const grpcOverheadBytes = 512 * 1024
+
+// DefaultMaxTxnOps is etcd's default limit of operations per txn.
+const DefaultMaxTxnOps = 128
+
+// API is the client-facing side of one member.
+type API struct {
+	cfg  Config
+	b    Backend
+	grpc *grpc.Server
+	http *http.ServeMux
+}
+
+// New builds the gRPC server and HTTP handler for b.
+func New(cfg Config, b Backend) *API {
+	if cfg.MaxTxnOps <= 0 {
+		cfg.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &API{cfg: cfg, b: b}
+	a.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)+grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+	)
+	pb.RegisterKVServer(a.grpc, &kvServer{a: a})
+	a.http = http.NewServeMux()
+	a.http.HandleFunc("/health", a.serveHealth)
+	a.http.HandleFunc("/version", serveVersion)
+	return a
+}
+
+// GRPC returns the gRPC server to serve on the client listener.
+func (a *API) GRPC() *grpc.Server { return a.grpc }
+
+// HTTP returns the handler for plain HTTP on the client listener.
+func (a *API) HTTP() http.Handler { return a.http }
+
+// header builds a response header; revision is the store revision the
+// response reflects.
+func (a *API) header(revision int64) *pb.ResponseHeader {
+	return &pb.ResponseHeader{
+		ClusterId: a.b.ClusterID(), MemberId: a.b.ID(), RaftTerm: a.b.Term(), Revision: revision,
+	}
+}
+
+// fillHeader completes a header that the store already gave a revision.
+func (a *API) fillHeader(h **pb.ResponseHeader) {
+	rev := int64(0)
+	if *h != nil {
+		rev = (*h).Revision
+	}
+	*h = a.header(rev)
+}
+
+// Version is the etcd version cairn reports.
+const Version = "3.7.0"
+
+func serveVersion(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"etcdserver": Version, "etcdcluster": "3.7.0"})
+}
+
+// serveHealth answers like etcd's /health: healthy when a leader is known
+// and a linearizable read succeeds (?serializable=true skips the read).
+func (a *API) serveHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	reason := a.b.Health(r.Context(), r.URL.Query().Get("serializable") != "true")
+	if reason != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]string{"health": "false", "reason": reason})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]string{"health": "true", "reason": ""})
+}

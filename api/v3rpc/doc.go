@@ -1,0 +1,17 @@
+// Package v3rpc serves the etcd v3 API on the client port: the gRPC services
+// of go.etcd.io/etcd/api/v3 (KV, Watch, Lease, Cluster, Maintenance, and the
+// Lock and Election services) and, on the same port, plain HTTP: the /v3/
+// JSON gateway and the health, version and metrics endpoints.
+//
+// # Layers
+//
+// Each service validates requests (the checks etcd makes before a request
+// reaches raft: empty keys, txn size and duplicate keys, option conflicts),
+// calls a narrow interface of the member (see [Backend]), fills the response
+// header (cluster_id, member_id, raft_term; the revision comes from the
+// store), and maps errors to etcd's gRPC codes and messages (package
+// go.etcd.io/etcd/api/v3/v3rpc/rpctypes), which clients compare.
+//
+// Nothing in this package changes state by itself: every write goes through
+// the member's proposal path.
+package v3rpc
