@@ -101,14 +101,9 @@ func result[T proto.Message](resp T, err error) Result {
 	return Result{Resp: resp}
 }
 
-// Backend keys owned by this package, under the membership prefix 'C'.
-var (
-	confStateKey         = []byte("C/confstate")
-	confChangeOutcomePfx = []byte("C/ccr/")
-)
-
-// ConfStateKey is where the latest raft ConfState is kept.
-func ConfStateKey() []byte { return confStateKey }
+// confChangeOutcomePfx is the backend prefix, under the membership prefix
+// 'C', of the recorded configuration change outcomes.
+var confChangeOutcomePfx = []byte("C/ccr/")
 
 // ConfChangeOutcomeKey is where the outcome of the configuration change at
 // a raft index is kept: [OutcomeApplied] or [OutcomeRejected].
