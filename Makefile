@@ -4,19 +4,22 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build test test-race lint bench fuzz clean
+.PHONY: all build tools test test-race lint bench fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o bin/ ./cmd/...
 
-# The default test run: every package, with the race detector on the packages
-# whose concurrency matters, bounded so the whole run stays well under 20
-# minutes on 2 cores.
-test:
+# Tools the compatibility tests drive: etcd's own etcdctl.
+tools:
+	./tools/build-etcdctl.sh
+
+# The default test run: every package, bounded so the whole run stays well
+# under 20 minutes on 2 cores. The etcdctl tests are required here.
+test: tools
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 15m $(PKGS)
+	CAIRNTEST_ETCDCTL=$(CURDIR)/bin/tools/etcdctl $(GO) test -count=1 -timeout 15m $(PKGS)
 
 test-race:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)

@@ -178,6 +178,7 @@ func (c *Cluster) Args(m *Member, state string) []string {
 func (c *Cluster) StartMember(m *Member, state string) {
 	c.t.Helper()
 	cmd := exec.Command(Binary(c.t), c.Args(m, state)...)
+	cmd.Env = memberEnv()
 	cmd.Stdout = m.logs
 	cmd.Stderr = m.logs
 	if err := cmd.Start(); err != nil {
@@ -189,6 +190,18 @@ func (c *Cluster) StartMember(m *Member, state string) {
 		_ = cmd.Wait()
 		close(done)
 	}(m.exited)
+}
+
+// memberEnv is the test's environment without CAIRN_* variables, so the
+// flags alone configure a member.
+func memberEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CAIRN_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // Kill sends SIGKILL to m and waits for it to exit.
