@@ -75,7 +75,7 @@ func (s *Server) applyBatch(ap *raftnode.Apply) error {
 		}
 		switch e.GetType() {
 		case raftpb.EntryNormal:
-			if r, ok := s.applyNormal(w, e); ok {
+			if r, ok := s.applyNormal(bt, w, e); ok {
 				results = append(results, r)
 			}
 		case raftpb.EntryConfChange:
@@ -112,7 +112,7 @@ func (s *Server) applyBatch(ap *raftnode.Apply) error {
 }
 
 // applyNormal applies one normal entry; it returns the proposer's result.
-func (s *Server) applyNormal(w kvWriter, e *raftpb.Entry) (pendingResult, bool) {
+func (s *Server) applyNormal(bt *backend.Batch, w kvWriter, e *raftpb.Entry) (pendingResult, bool) {
 	if len(e.GetData()) == 0 {
 		return pendingResult{}, false // a new leader's empty entry
 	}
@@ -122,6 +122,9 @@ func (s *Server) applyNormal(w kvWriter, e *raftpb.Entry) (pendingResult, bool) 
 		return pendingResult{}, false
 	}
 	id := apply.RequestID(req)
+	if res, ok := s.applyMaintenance(bt, req); ok {
+		return pendingResult{id: id, res: res}, true
+	}
 	if a := req.GetClusterMemberAttrSet(); a != nil {
 		err := s.applyMemberAttrs(a.GetMember_ID(), a.GetMemberAttributes().GetName(), a.GetMemberAttributes().GetClientUrls())
 		return pendingResult{id: id, res: apply.Result{Err: err}}, true

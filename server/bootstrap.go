@@ -111,7 +111,7 @@ func (s *Server) openStore() error {
 	s.storeMu.Lock()
 	s.be, s.kv = be, kv
 	s.storeMu.Unlock()
-	return nil
+	return s.loadAlarmState(be)
 }
 
 func (s *Server) closeStore() {

@@ -40,6 +40,15 @@
 // configuration changes are always handed to raft, with the outcome recorded
 // when they were first applied.
 //
+// # Alarms, quota and metrics
+//
+// Alarms (NOSPACE, CORRUPT) are replicated state changed only by applied
+// AlarmRequests and persisted in the backend; while NOSPACE is active,
+// requests that may grow the store are refused before proposing and again
+// when applied (see alarm.go). A write that would take the backend over
+// --quota-backend-bytes raises NOSPACE for this member. Metrics use etcd's
+// names and a registry passed to [Server.RegisterMetrics] (metrics.go).
+//
 // # Reads
 //
 // Linearizable reads go through ReadIndex: concurrent reads share one

@@ -49,6 +49,9 @@ func (s *Server) proposalError(ctx context.Context, err error) error {
 
 // propose replicates req through raft and returns the result of applying it.
 func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {
+	if err := s.checkQuota(ctx, req); err != nil {
+		return nil, err
+	}
 	id := s.reqIDs.Next()
 	req.Header = &pb.RequestHeader{ID: id}
 	data, err := apply.Encode(req)
@@ -61,8 +64,11 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 	ctx, cancel := s.withRequestTimeout(ctx)
 	defer cancel()
 	ch := s.waits.Register(id)
+	s.metrics.proposalPending(1)
+	defer s.metrics.proposalPending(-1)
 	if err := s.node.Propose(ctx, data); err != nil {
 		s.waits.Cancel(id)
+		s.metrics.proposalFailed()
 		return nil, s.proposalError(ctx, err)
 	}
 	select {
@@ -71,6 +77,7 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 		return r.Resp, r.Err
 	case <-ctx.Done():
 		s.waits.Cancel(id)
+		s.metrics.proposalFailed()
 		return nil, s.proposalError(ctx, ctx.Err())
 	case <-s.stopc:
 		return nil, ErrStopped

@@ -96,6 +96,9 @@ type Server struct {
 
 	snapshotsInstalled atomic.Int64 // state copies installed from a leader
 	removed            atomic.Bool
+
+	alarms  alarmSet       // active alarms (alarm.go)
+	metrics *serverMetrics // nil unless RegisterMetrics was called (metrics.go)
 }
 
 // ID returns this member's ID.

@@ -66,7 +66,7 @@ func (s *Server) Start(api ClientAPI) error {
 	s.setApplied(be.AppliedIndex())
 	s.node, err = raftnode.Start(raftnode.Config{
 		ID: s.id, ElectionTicks: s.cfg.ElectionTicks(), HeartbeatTicks: 1, TickInterval: s.cfg.HeartbeatInterval,
-		Storage: s.raftStorage, WAL: walAdapter{s.wal}, Transport: s.tr,
+		Storage: s.raftStorage, WAL: walAdapter{w: s.wal, observeSync: s.metrics.observeWALSync}, Transport: s.tr,
 		SnapshotSource: s.openSnapshot, Peers: s.peers,
 		Logger:     s.log.With("component", "raft"),
 		RaftLogger: logutil.RaftLogger(s.log.With("component", "raft")),
@@ -88,6 +88,7 @@ func (s *Server) Start(api ClientAPI) error {
 	go s.applyLoop()
 	go s.readLoop()
 	go s.publish()
+	s.startMetrics()
 	s.serve(s.peerSrv, s.peerLn)
 	s.serveClients(api)
 	s.log.Info("member started", "name", s.cfg.Name, "member", fmt.Sprintf("%x", s.id),
@@ -376,11 +377,20 @@ func (k snapSink) ReceiveSnapshot(ctx context.Context, m *raftpb.Message, r io.R
 	return k.s.snapDir.Receive(ctx, idx, r, maxSnapshotBytes)
 }
 
-// walAdapter fits *wal.WAL to raftnode.WAL.
-type walAdapter struct{ w *wal.WAL }
+// walAdapter fits *wal.WAL to raftnode.WAL; observeSync times synced saves.
+type walAdapter struct {
+	w           *wal.WAL
+	observeSync func(time.Duration)
+}
 
 func (a walAdapter) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error {
-	return a.w.Save(hs, ents, mustSync)
+	if !mustSync {
+		return a.w.Save(hs, ents, false)
+	}
+	start := time.Now()
+	err := a.w.Save(hs, ents, true)
+	a.observeSync(time.Since(start))
+	return err
 }
 
 func (a walAdapter) SaveSnapshot(meta *raftpb.SnapshotMetadata) error {

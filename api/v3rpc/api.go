@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 )
@@ -39,6 +40,9 @@ type HealthBackend interface {
 type Backend interface {
 	KVBackend
 	HealthBackend
+	ClusterBackend
+	MaintenanceBackend
+	ProbeBackend
 }
 
 // Config configures the API.
@@ -49,6 +53,9 @@ type Config struct {
 	// MaxTxnOps bounds the operations of one txn (etcd's --max-txn-ops).
 	MaxTxnOps int
 	Logger    *slog.Logger
+	// Metrics, if set, is served at /metrics and receives the gRPC request
+	// counters.
+	Metrics *prometheus.Registry
 }
 
 // grpcOverheadBytes is what gRPC may receive beyond MaxRequestBytes.
@@ -74,15 +81,20 @@ func New(cfg Config, b Backend) *API {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &API{cfg: cfg, b: b}
-	a.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)+grpcOverheadBytes),
+	metricOpts, initMetrics := a.grpcMetrics()
+	a.grpc = grpc.NewServer(append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes) + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
-	)
+	}, metricOpts...)...)
 	pb.RegisterKVServer(a.grpc, &kvServer{a: a})
+	pb.RegisterClusterServer(a.grpc, &clusterServer{a: a, b: b})
+	pb.RegisterMaintenanceServer(a.grpc, &maintenanceServer{a: a, b: b})
+	initMetrics(a.grpc)
 	a.http = http.NewServeMux()
 	a.http.HandleFunc("/health", a.serveHealth)
 	a.http.HandleFunc("/version", serveVersion)
+	a.installProbes()
 	return a
 }
 

@@ -29,6 +29,9 @@ var errorTable = []struct {
 	{server.ErrNotLeader, rpctypes.ErrGRPCNotLeader},
 	{server.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
 	{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
+	{server.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+	{server.ErrLeaderTransfer, errGRPCLeaderTransferTimeout},
+	{membership.ErrLastVoter, rpctypes.ErrGRPCMemberNotEnoughStarted},
 	{membership.ErrIDExists, rpctypes.ErrGRPCMemberExist},
 	{membership.ErrPeerURLExists, rpctypes.ErrGRPCPeerURLExist},
 	{membership.ErrIDNotFound, rpctypes.ErrGRPCMemberNotFound},
@@ -38,6 +41,10 @@ var errorTable = []struct {
 	{membership.ErrBadURL, rpctypes.ErrGRPCMemberBadURLs},
 	{membership.ErrNoPeerURLs, rpctypes.ErrGRPCMemberBadURLs},
 }
+
+// errGRPCLeaderTransferTimeout is etcd's error for a leader transfer that
+// did not complete in time (etcd has no rpctypes row for it).
+var errGRPCLeaderTransferTimeout = status.Error(codes.Unavailable, "etcdserver: request timed out, leader transfer took too long")
 
 // toGRPCError converts an error from the member to the status error an etcd
 // client expects. Errors that already carry a gRPC status pass through.

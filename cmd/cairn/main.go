@@ -13,6 +13,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/cairn-kv/cairn/api/v3rpc"
 	"github.com/cairn-kv/cairn/internal/logutil"
 	"github.com/cairn-kv/cairn/server"
@@ -45,7 +48,14 @@ func run() int {
 		log.Error("cannot start member", "err", err)
 		return 1
 	}
-	api := v3rpc.New(v3rpc.Config{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log.With("component", "api")}, srv)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := srv.RegisterMetrics(reg); err != nil {
+		srv.Close()
+		log.Error("cannot register metrics", "err", err)
+		return 1
+	}
+	api := v3rpc.New(v3rpc.Config{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log.With("component", "api"), Metrics: reg}, srv)
 	if err := srv.Start(server.ClientAPI{GRPC: api.GRPC(), HTTP: api.HTTP()}); err != nil {
 		srv.Close()
 		log.Error("cannot start member", "err", err)
