@@ -15,7 +15,9 @@ import (
 
 // fakeKV answers every Range with one fixed key; only the serving path
 // differs between the benchmarks below.
-type fakeKV struct{}
+type fakeKV struct {
+	Backend // methods the benchmark never calls
+}
 
 func (fakeKV) ClusterID() uint64 { return 1 }
 func (fakeKV) ID() uint64        { return 2 }
