@@ -39,6 +39,7 @@ type HealthBackend interface {
 type Backend interface {
 	KVBackend
 	HealthBackend
+	CoordBackend
 }
 
 // Config configures the API.
@@ -63,6 +64,7 @@ type API struct {
 	b    Backend
 	grpc *grpc.Server
 	http *http.ServeMux
+	gw   *gateway
 }
 
 // New builds the gRPC server and HTTP handler for b.
@@ -83,6 +85,7 @@ func New(cfg Config, b Backend) *API {
 	a.http = http.NewServeMux()
 	a.http.HandleFunc("/health", a.serveHealth)
 	a.http.HandleFunc("/version", serveVersion)
+	a.registerCoord()
 	return a
 }
 
