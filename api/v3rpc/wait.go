@@ -112,6 +112,9 @@ func waitDeleted(ctx context.Context, kv coordKV, w changeWaiter, key []byte, re
 // below maxCreateRev: it waits for the newest such key to go, then looks
 // again (the same order of waits as etcd's concurrency package).
 func waitDeletes(ctx context.Context, kv coordKV, w changeWaiter, pfx []byte, maxCreateRev int64) error {
+	if maxCreateRev <= 0 {
+		return nil // no key is that old (and 0 would mean "no limit")
+	}
 	for {
 		resp, err := kv.Range(ctx, &pb.RangeRequest{
 			Key: pfx, RangeEnd: prefixEnd(pfx), Limit: 1, MaxCreateRevision: maxCreateRev,
