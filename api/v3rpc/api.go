@@ -43,6 +43,7 @@ type Backend interface {
 	ClusterBackend
 	MaintenanceBackend
 	ProbeBackend
+	CoordBackend
 }
 
 // Config configures the API.
@@ -70,6 +71,7 @@ type API struct {
 	b    Backend
 	grpc *grpc.Server
 	http *http.ServeMux
+	gw   *gateway
 }
 
 // New builds the gRPC server and HTTP handler for b.
@@ -90,11 +92,13 @@ func New(cfg Config, b Backend) *API {
 	pb.RegisterKVServer(a.grpc, &kvServer{a: a})
 	pb.RegisterClusterServer(a.grpc, &clusterServer{a: a, b: b})
 	pb.RegisterMaintenanceServer(a.grpc, &maintenanceServer{a: a, b: b})
-	initMetrics(a.grpc)
 	a.http = http.NewServeMux()
 	a.http.HandleFunc("/health", a.serveHealth)
 	a.http.HandleFunc("/version", serveVersion)
 	a.installProbes()
+	a.registerCoord()
+	// After every service is registered, so each gets its counters.
+	initMetrics(a.grpc)
 	return a
 }
 

@@ -69,6 +69,7 @@ func run() int {
 		srv.Stop()
 	case <-srv.Done():
 	}
+	_ = api.Close()
 	if err := srv.Err(); err != nil {
 		log.Error("member stopped", "err", err)
 		return 1
