@@ -39,6 +39,7 @@ type HealthBackend interface {
 type Backend interface {
 	KVBackend
 	HealthBackend
+	LeaseBackend
 }
 
 // Config configures the API.
@@ -80,6 +81,7 @@ func New(cfg Config, b Backend) *API {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 	)
 	pb.RegisterKVServer(a.grpc, &kvServer{a: a})
+	pb.RegisterLeaseServer(a.grpc, &leaseServer{a: a, b: b})
 	a.http = http.NewServeMux()
 	a.http.HandleFunc("/health", a.serveHealth)
 	a.http.HandleFunc("/version", serveVersion)
