@@ -66,15 +66,20 @@ func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 	if r.TTL > lease.MaxTTL {
 		return nil, lease.ErrTTLTooLarge
 	}
-	req := &pb.LeaseGrantRequest{ID: r.ID, TTL: max(r.TTL, s.lease.minTTL)}
-	for req.ID == 0 {
-		req.ID = int64(s.reqIDs.Next() & math.MaxInt64)
+	for attempt := 0; ; attempt++ {
+		req := &pb.LeaseGrantRequest{ID: r.ID, TTL: max(r.TTL, s.lease.minTTL)}
+		for req.ID == 0 {
+			req.ID = int64(s.reqIDs.Next() & math.MaxInt64)
+		}
+		resp, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: req})
+		if r.ID == 0 && errors.Is(err, lease.ErrLeaseExists) && attempt < 3 {
+			continue // a chosen ID collided with a client's: choose again
+		}
+		if err != nil {
+			return nil, err
+		}
+		return resp.(*pb.LeaseGrantResponse), nil
 	}
-	resp, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: req})
-	if err != nil {
-		return nil, err
-	}
-	return resp.(*pb.LeaseGrantResponse), nil
 }
 
 // LeaseRevoke revokes a lease and deletes its keys.
