@@ -11,8 +11,7 @@ import (
 
 // primaryWith returns a primary lessor holding n leases of TTL 60.
 func primaryWith(b *testing.B, n int) *member {
-	t := &testing.T{}
-	m := &member{t: t, dir: b.TempDir(), clock: newFakeClock()}
+	m := &member{t: b, dir: b.TempDir(), clock: newFakeClock()}
 	m.open()
 	b.Cleanup(m.close)
 	m.apply(func(tx *Tx, _ *mvcc.Writer) {

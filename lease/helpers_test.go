@@ -37,7 +37,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // member is a lessor wired to a revisioned store on a backend, like the
 // server wires them.
 type member struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	clock *fakeClock
 	l     *Lessor
