@@ -62,6 +62,7 @@ func (s *Server) applyBatch(ap *raftnode.Apply) error {
 	applied := be.AppliedIndex()
 	bt := be.NewBatch()
 	w := kv.Write(bt)
+	s.leaseBegin(bt, w)
 	var results []pendingResult
 	s.membersChanged = false
 	last := applied
@@ -97,6 +98,9 @@ func (s *Server) applyBatch(ap *raftnode.Apply) error {
 			return err
 		}
 	}
+	if err := s.leaseFlush(); err != nil {
+		return err
+	}
 	// The entries must be durable in our own WAL before the store records
 	// them as applied: a restart replays the log from the store's index.
 	<-ap.Persisted
@@ -104,6 +108,7 @@ func (s *Server) applyBatch(ap *raftnode.Apply) error {
 		return fmt.Errorf("server: commit applied batch at %d: %w", last, err)
 	}
 	w.End()
+	s.leaseEnd()
 	s.setApplied(last)
 	for _, r := range results {
 		s.waits.Trigger(r.id, r.res)
@@ -128,6 +133,9 @@ func (s *Server) applyNormal(bt *backend.Batch, w kvWriter, e *raftpb.Entry) (pe
 	if a := req.GetClusterMemberAttrSet(); a != nil {
 		err := s.applyMemberAttrs(a.GetMember_ID(), a.GetMemberAttributes().GetName(), a.GetMemberAttributes().GetClientUrls())
 		return pendingResult{id: id, res: apply.Result{Err: err}}, true
+	}
+	if res, ok := s.applyLease(req); ok {
+		return pendingResult{id: id, res: res}, true
 	}
 	return pendingResult{id: id, res: apply.Apply(w, req)}, true
 }

@@ -103,8 +103,13 @@ func (s *Server) openStore() error {
 	if err != nil {
 		return err
 	}
-	kv, err := mvcc.New(be, mvcc.Options{})
+	kv, err := mvcc.New(be, mvcc.Options{LeaseExists: s.leaseExists})
 	if err != nil {
+		be.Close()
+		return err
+	}
+	if err := s.loadLeases(be); err != nil {
+		kv.Close()
 		be.Close()
 		return err
 	}

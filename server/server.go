@@ -66,6 +66,7 @@ type Server struct {
 	peers       []raft.Peer // bootstrap only
 
 	waits  *wait.Registry
+	lease  *leaseMember // set by the first openStore
 	reqIDs *idgen.Generator
 
 	applied   atomic.Uint64

@@ -89,6 +89,7 @@ func (s *Server) Start(api ClientAPI) error {
 	go s.readLoop()
 	go s.publish()
 	s.startMetrics()
+	s.startLeases()
 	s.serve(s.peerSrv, s.peerLn)
 	s.serveClients(api)
 	s.log.Info("member started", "name", s.cfg.Name, "member", fmt.Sprintf("%x", s.id),
@@ -154,6 +155,7 @@ func (s *Server) peerMux() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(transport.PathPrefix, s.tr.Handler())
 	mux.HandleFunc(membersPath, s.serveMembers)
+	mux.HandleFunc(leasePathPrefix, s.serveLease)
 	return mux
 }
 

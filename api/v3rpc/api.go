@@ -44,6 +44,7 @@ type Backend interface {
 	MaintenanceBackend
 	ProbeBackend
 	CoordBackend
+	LeaseBackend
 }
 
 // Config configures the API.
@@ -92,6 +93,7 @@ func New(cfg Config, b Backend) *API {
 	pb.RegisterKVServer(a.grpc, &kvServer{a: a})
 	pb.RegisterClusterServer(a.grpc, &clusterServer{a: a, b: b})
 	pb.RegisterMaintenanceServer(a.grpc, &maintenanceServer{a: a, b: b})
+	pb.RegisterLeaseServer(a.grpc, &leaseServer{a: a, b: b})
 	a.http = http.NewServeMux()
 	a.http.HandleFunc("/health", a.serveHealth)
 	a.http.HandleFunc("/version", serveVersion)

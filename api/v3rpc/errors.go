@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/membership"
 	"github.com/cairn-kv/cairn/mvcc"
 	"github.com/cairn-kv/cairn/server"
@@ -22,6 +23,9 @@ var errorTable = []struct {
 	{mvcc.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
 	{mvcc.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
 	{mvcc.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{lease.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{lease.ErrLeaseExists, rpctypes.ErrGRPCLeaseExist},
+	{lease.ErrTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
 	{server.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
 	{server.ErrTimeout, rpctypes.ErrGRPCTimeout},
 	{server.ErrStopped, rpctypes.ErrGRPCStopped},
