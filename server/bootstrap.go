@@ -111,6 +111,7 @@ func (s *Server) openStore() error {
 	s.storeMu.Lock()
 	s.be, s.kv = be, kv
 	s.storeMu.Unlock()
+	s.storeOpened(kv)
 	return nil
 }
 
@@ -130,6 +131,7 @@ func (s *Server) closeStore() {
 }
 
 func (s *Server) closeStorage() {
+	s.closeWatch()
 	s.closeStore()
 	if s.wal != nil {
 		if err := s.wal.Close(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
@@ -39,6 +40,7 @@ type HealthBackend interface {
 type Backend interface {
 	KVBackend
 	HealthBackend
+	WatchBackend
 }
 
 // Config configures the API.
@@ -48,7 +50,10 @@ type Config struct {
 	MaxRequestBytes uint
 	// MaxTxnOps bounds the operations of one txn (etcd's --max-txn-ops).
 	MaxTxnOps int
-	Logger    *slog.Logger
+	// WatchProgressNotifyInterval is the period of progress notifications
+	// to watches that ask for them (etcd's --watch-progress-notify-interval).
+	WatchProgressNotifyInterval time.Duration
+	Logger                      *slog.Logger
 }
 
 // grpcOverheadBytes is what gRPC may receive beyond MaxRequestBytes.
@@ -73,6 +78,9 @@ func New(cfg Config, b Backend) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.WatchProgressNotifyInterval <= 0 {
+		cfg.WatchProgressNotifyInterval = DefaultWatchProgressNotifyInterval
+	}
 	a := &API{cfg: cfg, b: b}
 	a.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)+grpcOverheadBytes),
@@ -80,6 +88,7 @@ func New(cfg Config, b Backend) *API {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 	)
 	pb.RegisterKVServer(a.grpc, &kvServer{a: a})
+	pb.RegisterWatchServer(a.grpc, &watchServer{a: a})
 	a.http = http.NewServeMux()
 	a.http.HandleFunc("/health", a.serveHealth)
 	a.http.HandleFunc("/version", serveVersion)
