@@ -58,7 +58,7 @@ func (bt *Batch) Len() int { return bt.b.Len() }
 // Commit writes appliedIndex into the batch and commits it without fsync
 // (see the package doc). The batch is released whatever the outcome.
 func (bt *Batch) Commit(appliedIndex uint64) error {
-	defer bt.b.Close()
+	defer bt.Close()
 	if cur := bt.be.applied.Load(); appliedIndex < cur {
 		return fmt.Errorf("%w: %d < %d", ErrIndexBackwards, appliedIndex, cur)
 	}
@@ -77,16 +77,19 @@ func (bt *Batch) Commit(appliedIndex uint64) error {
 // CommitNoIndex commits the batch without touching the applied index, for
 // background maintenance that is not a Raft entry. Not fsynced.
 func (bt *Batch) CommitNoIndex() error {
-	defer bt.b.Close()
+	defer bt.Close()
 	if err := bt.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("backend: commit: %w", err)
 	}
 	return nil
 }
 
-// Close discards an uncommitted batch. Closing after Commit is a no-op.
+// Close discards an uncommitted batch. Closing after Commit is a no-op: the
+// pebble batch goes back to pebble's pool exactly once (a second release
+// would hand it to two later batches).
 func (bt *Batch) Close() {
 	if bt.b != nil {
 		_ = bt.b.Close()
+		bt.b = nil
 	}
 }

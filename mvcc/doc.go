@@ -26,7 +26,9 @@
 // revision is inverted (bitwise not, big endian), so the newest version of a
 // key sorts first: the version visible at revision R is one seek to
 // esc(key) + ^R. The current revision is not stored: it is the newest 'r'
-// entry, or the compaction revision if compaction removed them all.
+// entry, or the compaction revision if compaction removed them all, and at
+// least 1: like etcd's, an empty store is at revision 1 and the first write
+// makes revision 2.
 //
 // There is no in-memory index: memory does not grow with the number of keys.
 // A range walks the 'k' span and takes, for each user key, the newest version
@@ -65,8 +67,40 @@
 // compaction revision sees, so chunks need no coordination with writes.
 // WaitCompaction waits for the physical work, for tests and Defragment.
 //
+// # Watches
+//
+// WatchHub fans committed events out to watchers, with etcd's semantics. The
+// apply goroutine hands it each committed batch's events (Writer.End's
+// result) with Notify, in revision order; the hub's revision is the newest
+// one notified. A WatchStream (one gRPC Watch stream) groups watchers whose
+// responses reach one consumer through Next, in order: created first, then
+// events (all events of one revision in one response, revisions ascending,
+// never a gap or a duplicate), then canceled.
+//
+// A watcher is synced (Notify queues its events directly) or unsynced (a
+// background goroutine reads its events from History, the store's event
+// log, then moves it to synced). A watcher starts unsynced when its start
+// revision is at or below the hub's revision. Notify never waits for a
+// consumer: each watcher may have at most QueueEvents undelivered events
+// queued (one revision is never split); a watcher without room becomes
+// unsynced at the first revision it did not get, and catches up from
+// history once its consumer has drained half of its queue. A watcher that
+// needs history below the compaction revision is canceled with
+// compact_revision set (a watch may start at the compaction revision
+// itself, as in etcd; since the event log is compacted through it, such a
+// watch receives the revisions after it). Memory is bounded by the watchers
+// and their queues; nothing is kept per key of the key space.
+//
+// Restore tells the hub that the member's store was replaced by a received
+// state copy: synced watchers behind the new revision catch up from the new
+// store's history, whose past is the same (it is the same replicated log).
+//
 // # Concurrency
 //
 // Store.mu guards rev and compactRev (the visible state); compaction progress
-// is guarded by Store.cmu. Writer belongs to the apply goroutine.
+// is guarded by Store.cmu. Writer belongs to the apply goroutine. WatchHub.mu
+// guards the watcher sets, each watcher's next revision and state, and each
+// stream's watchers; WatchStream.qmu guards the stream's queue and the
+// per-watcher queue accounting. Lock order: WatchHub.mu, then
+// WatchStream.qmu; History is read with neither held.
 package mvcc

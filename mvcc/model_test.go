@@ -26,8 +26,10 @@ type mver struct {
 	kv  *mvccpb.KeyValue // nil: tombstone
 }
 
+// newModel is an empty store: like etcd's, it is at revision 1, so the first
+// write makes revision 2.
 func newModel() *model {
-	return &model{hist: map[string][]mver{}, leases: map[int64]bool{1: true, 2: true}}
+	return &model{rev: 1, hist: map[string][]mver{}, leases: map[int64]bool{1: true, 2: true}}
 }
 
 func cloneKV(kv *mvccpb.KeyValue) *mvccpb.KeyValue {

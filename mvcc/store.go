@@ -90,7 +90,7 @@ func New(be *backend.Backend, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.rev = max(last, s.compactRev)
+	s.rev = max(last, s.compactRev, 1)
 	go s.compactLoop()
 	if s.compactDone < s.compactRev {
 		s.kickCompactor()

@@ -24,15 +24,15 @@ func TestPutVersionsAndRevisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv := resp.Kvs[0]
-	if kv.CreateRevision != 5 || kv.ModRevision != 5 || kv.Version != 1 || string(kv.Value) != "3" {
+	if kv.CreateRevision != 6 || kv.ModRevision != 6 || kv.Version != 1 || string(kv.Value) != "3" {
 		t.Fatalf("after delete and put: %v", kv)
 	}
-	old, _ := ts.s.Range(context.Background(), &pb.RangeRequest{Key: []byte("a"), Revision: 3})
-	if kv := old.Kvs[0]; kv.CreateRevision != 1 || kv.ModRevision != 3 || kv.Version != 2 || old.Header.Revision != 5 {
-		t.Fatalf("at rev 3: %v header %v", kv, old.Header)
+	old, _ := ts.s.Range(context.Background(), &pb.RangeRequest{Key: []byte("a"), Revision: 4})
+	if kv := old.Kvs[0]; kv.CreateRevision != 2 || kv.ModRevision != 4 || kv.Version != 2 || old.Header.Revision != 6 {
+		t.Fatalf("at rev 4: %v header %v", kv, old.Header)
 	}
-	if gone, _ := ts.s.Range(context.Background(), &pb.RangeRequest{Key: []byte("a"), Revision: 4}); len(gone.Kvs) != 0 {
-		t.Fatalf("at rev 4 (deleted): %v", gone.Kvs)
+	if gone, _ := ts.s.Range(context.Background(), &pb.RangeRequest{Key: []byte("a"), Revision: 5}); len(gone.Kvs) != 0 {
+		t.Fatalf("at rev 5 (deleted): %v", gone.Kvs)
 	}
 }
 
@@ -63,7 +63,7 @@ func TestPutOptionsAndErrors(t *testing.T) {
 		}
 	})
 	resp, _ := ts.s.Range(context.Background(), &pb.RangeRequest{Key: []byte("k")})
-	if kv := resp.Kvs[0]; string(kv.Value) != "w" || kv.Lease != 0 || kv.Version != 3 || ts.s.Rev() != 3 {
+	if kv := resp.Kvs[0]; string(kv.Value) != "w" || kv.Lease != 0 || kv.Version != 3 || ts.s.Rev() != 4 {
 		t.Fatalf("final kv %v rev %d (failed puts must change nothing)", kv, ts.s.Rev())
 	}
 	if _, err := ts.s.Range(context.Background(), &pb.RangeRequest{Key: []byte("absent")}); err != nil {
@@ -74,7 +74,7 @@ func TestPutOptionsAndErrors(t *testing.T) {
 func TestNoOpWritesDoNotBumpRevision(t *testing.T) {
 	ts := openTestStore(t, t.TempDir(), Options{})
 	ts.put("a", "1")
-	if d := ts.del("zzz", ""); d.Deleted != 0 || d.Header.Revision != 1 {
+	if d := ts.del("zzz", ""); d.Deleted != 0 || d.Header.Revision != 2 {
 		t.Fatalf("delete of nothing: %v", d)
 	}
 	var tr *pb.TxnResponse
@@ -84,7 +84,7 @@ func TestNoOpWritesDoNotBumpRevision(t *testing.T) {
 			{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte("nope")}}},
 		}})
 	})
-	if ts.s.Rev() != 1 || tr.Header.Revision != 1 || len(evs) != 0 {
+	if ts.s.Rev() != 2 || tr.Header.Revision != 2 || len(evs) != 0 {
 		t.Fatalf("read-only txn: rev %d header %v events %d", ts.s.Rev(), tr.Header, len(evs))
 	}
 }
@@ -121,7 +121,7 @@ func TestRangeOptions(t *testing.T) {
 	ts.put("a", "3")
 	ts.put("b", "1")
 	ts.put("c", "2")
-	ts.put("b", "4") // b: version 2, mod 4
+	ts.put("b", "4") // b: version 2, mod 5
 	ctx := context.Background()
 	all := func(r *pb.RangeRequest) *pb.RangeResponse {
 		r.Key, r.RangeEnd = []byte("a"), []byte("z")
@@ -165,14 +165,14 @@ func TestRangeOptions(t *testing.T) {
 			t.Errorf("sort %v %v: %q, want %q", s.order, s.target, keys(r), s.want)
 		}
 	}
-	if r := all(&pb.RangeRequest{MinModRevision: 3}); !slices.Equal(keys(r), []string{"b", "c"}) || r.Count != 3 {
-		t.Errorf("min mod 3: %q count %d", keys(r), r.Count)
+	if r := all(&pb.RangeRequest{MinModRevision: 4}); !slices.Equal(keys(r), []string{"b", "c"}) || r.Count != 3 {
+		t.Errorf("min mod 4: %q count %d", keys(r), r.Count)
 	}
-	if r := all(&pb.RangeRequest{MaxModRevision: 3, MinCreateRevision: 2}); !slices.Equal(keys(r), []string{"c"}) {
-		t.Errorf("max mod 3 min create 2: %q", keys(r))
+	if r := all(&pb.RangeRequest{MaxModRevision: 4, MinCreateRevision: 3}); !slices.Equal(keys(r), []string{"c"}) {
+		t.Errorf("max mod 4 min create 3: %q", keys(r))
 	}
-	if r := all(&pb.RangeRequest{MaxCreateRevision: 1}); !slices.Equal(keys(r), []string{"a"}) {
-		t.Errorf("max create 1: %q", keys(r))
+	if r := all(&pb.RangeRequest{MaxCreateRevision: 2}); !slices.Equal(keys(r), []string{"a"}) {
+		t.Errorf("max create 2: %q", keys(r))
 	}
 }
 
@@ -182,31 +182,31 @@ func TestRevisionErrors(t *testing.T) {
 		ts.put("k", fmt.Sprint(i))
 	}
 	ctx := context.Background()
-	if _, err := ts.s.Range(ctx, &pb.RangeRequest{Key: []byte("k"), Revision: 6}); !errors.Is(err, ErrFutureRev) {
+	if _, err := ts.s.Range(ctx, &pb.RangeRequest{Key: []byte("k"), Revision: 7}); !errors.Is(err, ErrFutureRev) {
 		t.Errorf("future: %v", err)
 	}
-	if err := ts.compact(6); !errors.Is(err, ErrFutureRev) {
+	if err := ts.compact(7); !errors.Is(err, ErrFutureRev) {
 		t.Errorf("compact future: %v", err)
 	}
-	if err := ts.compact(3); err != nil {
+	if err := ts.compact(4); err != nil {
 		t.Fatal(err)
 	}
 	// Right after Compact, before the background work.
-	if _, err := ts.s.Range(ctx, &pb.RangeRequest{Key: []byte("k"), Revision: 2}); !errors.Is(err, ErrCompacted) {
+	if _, err := ts.s.Range(ctx, &pb.RangeRequest{Key: []byte("k"), Revision: 3}); !errors.Is(err, ErrCompacted) {
 		t.Errorf("below compaction: %v", err)
 	}
-	if err := ts.compact(3); !errors.Is(err, ErrCompacted) {
+	if err := ts.compact(4); !errors.Is(err, ErrCompacted) {
 		t.Errorf("compact again: %v", err)
 	}
 	ts.waitCompaction()
-	r, err := ts.s.Range(ctx, &pb.RangeRequest{Key: []byte("k"), Revision: 3})
+	r, err := ts.s.Range(ctx, &pb.RangeRequest{Key: []byte("k"), Revision: 4})
 	if err != nil || string(r.Kvs[0].Value) != "2" || r.Kvs[0].Version != 3 {
 		t.Errorf("at compaction revision: %v %v", r, err)
 	}
-	if _, _, err := ts.s.Events(ctx, 3, []byte("k"), nil, 0); !errors.Is(err, ErrCompacted) {
+	if _, _, err := ts.s.Events(ctx, 4, []byte("k"), nil, 0); !errors.Is(err, ErrCompacted) {
 		t.Errorf("events at compaction revision: %v", err)
 	}
-	if _, _, _, err := ts.s.HashKV(2); !errors.Is(err, ErrCompacted) {
+	if _, _, _, err := ts.s.HashKV(3); !errors.Is(err, ErrCompacted) {
 		t.Errorf("hashkv below compaction: %v", err)
 	}
 	if _, _, _, err := ts.s.HashKV(9); !errors.Is(err, ErrFutureRev) {
@@ -227,7 +227,7 @@ func TestTxnFailingBranchChangesNothing(t *testing.T) {
 			{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{Success: []*pb.RequestOp{put("c", 5)}}}},
 		}})
 	})
-	if !errors.Is(err, ErrLeaseNotFound) || len(evs) != 0 || ts.s.Rev() != 1 {
+	if !errors.Is(err, ErrLeaseNotFound) || len(evs) != 0 || ts.s.Rev() != 2 {
 		t.Fatalf("txn with a bad lease in a nested branch: err %v events %d rev %d", err, len(evs), ts.s.Rev())
 	}
 	if got := ts.rangeKeys(&pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte{0}}); !slices.Equal(got, []string{"a"}) {
@@ -241,7 +241,7 @@ func TestTxnFailingBranchChangesNothing(t *testing.T) {
 			Failure: []*pb.RequestOp{put("c", 5)},
 		})
 	})
-	if err != nil || ts.s.Rev() != 2 {
+	if err != nil || ts.s.Rev() != 3 {
 		t.Fatalf("txn whose bad branch is not taken: %v rev %d", err, ts.s.Rev())
 	}
 }
@@ -272,7 +272,7 @@ func TestTxnNestedComparesSeePreTxnState(t *testing.T) {
 	}
 	ev := ts.s.Rev()
 	r, _ := ts.s.Range(context.Background(), &pb.RangeRequest{Key: []byte("y")})
-	if ev != 1 || r.Kvs[0].ModRevision != 1 || resp.Header.Revision != 1 {
+	if ev != 2 || r.Kvs[0].ModRevision != 2 || resp.Header.Revision != 2 {
 		t.Fatalf("txn ops must share one revision: rev %d y %v header %v", ev, r.Kvs[0], resp.Header)
 	}
 }
@@ -301,18 +301,18 @@ func TestEventsReplayWithPrevKV(t *testing.T) {
 	ts.put("b", "1")
 	ts.put("a", "2")
 	ts.del("a", "")
-	evs, next, err := ts.s.Events(context.Background(), 2, []byte("a"), nil, 0)
-	if err != nil || next != 5 || len(evs) != 2 {
+	evs, next, err := ts.s.Events(context.Background(), 3, []byte("a"), nil, 0)
+	if err != nil || next != 6 || len(evs) != 2 {
 		t.Fatalf("events: %v next %d err %v", evs, next, err)
 	}
 	if evs[0].Type != mvccpb.PUT || string(evs[0].PrevKv.Value) != "1" || evs[0].Kv.Version != 2 {
 		t.Errorf("put event %v", evs[0])
 	}
-	if evs[1].Type != mvccpb.DELETE || evs[1].Kv.ModRevision != 4 || string(evs[1].PrevKv.Value) != "2" {
+	if evs[1].Type != mvccpb.DELETE || evs[1].Kv.ModRevision != 5 || string(evs[1].PrevKv.Value) != "2" {
 		t.Errorf("delete event %v", evs[1])
 	}
 	evs, next, _ = ts.s.Events(context.Background(), 1, []byte("a"), []byte{0}, 1)
-	if len(evs) != 1 || next != 2 {
+	if len(evs) != 1 || next != 3 {
 		t.Errorf("limit 1: %d events next %d", len(evs), next)
 	}
 }
@@ -395,7 +395,7 @@ func TestHashKVComparesHistories(t *testing.T) {
 	hx, _, rx, _ := x.s.HashKV(0)
 	hy, _, ry, _ := y.s.HashKV(0)
 	hz, _, _, _ := z.s.HashKV(0)
-	if hx != hy || rx != ry || rx != 4 {
+	if hx != hy || rx != ry || rx != 5 {
 		t.Fatalf("same history: %x@%d vs %x@%d", hx, rx, hy, ry)
 	}
 	if hx == hz {
@@ -425,7 +425,8 @@ func TestHashKVComparesHistories(t *testing.T) {
 }
 
 // TestConcurrentReadsSeeConsistentRevisions reads while the writer adds one
-// new key per revision: a read at revision R must see exactly R keys.
+// new key per revision: a read at revision R must see exactly R-1 keys (the
+// empty store is at revision 1).
 func TestConcurrentReadsSeeConsistentRevisions(t *testing.T) {
 	ts := openTestStore(t, t.TempDir(), Options{})
 	const n = 300
@@ -442,7 +443,7 @@ func TestConcurrentReadsSeeConsistentRevisions(t *testing.T) {
 			default:
 			}
 			resp, err := ts.s.Range(context.Background(), &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, CountOnly: true})
-			if err == nil && resp.Count != resp.Header.Revision {
+			if err == nil && resp.Count != resp.Header.Revision-1 {
 				err = fmt.Errorf("count %d at revision %d", resp.Count, resp.Header.Revision)
 			}
 			if err != nil {
@@ -463,5 +464,44 @@ func TestConcurrentReadsSeeConsistentRevisions(t *testing.T) {
 	case err := <-errc:
 		t.Fatal(err)
 	default:
+	}
+}
+
+// TestEmptyStoreIsAtRevisionOne checks etcd's numbering: an empty store is at
+// revision 1, the first write makes 2, and compaction at 1 on the empty store
+// succeeds once, like etcd's, and survives a reopen.
+func TestEmptyStoreIsAtRevisionOne(t *testing.T) {
+	ts := openTestStore(t, t.TempDir(), Options{})
+	ctx := context.Background()
+	if ts.s.Rev() != 1 {
+		t.Fatalf("empty store at revision %d, want 1", ts.s.Rev())
+	}
+	r, err := ts.s.Range(ctx, &pb.RangeRequest{Key: []byte("a"), Revision: 1})
+	if err != nil || len(r.Kvs) != 0 || r.Header.Revision != 1 {
+		t.Fatalf("range at revision 1 of the empty store: %v %v", r, err)
+	}
+	if err := ts.compact(2); !errors.Is(err, ErrFutureRev) {
+		t.Fatalf("compact 2 of the empty store: %v", err)
+	}
+	if err := ts.compact(1); err != nil {
+		t.Fatalf("compact 1 of the empty store: %v", err)
+	}
+	if err := ts.compact(1); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("compact 1 again: %v", err)
+	}
+	ts.waitCompaction()
+	if _, _, err := ts.s.Events(ctx, 1, []byte("a"), nil, 0); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("events from the compaction revision: %v", err)
+	}
+	ts.reopen()
+	if ts.s.Rev() != 1 || ts.s.CompactRev() != 1 {
+		t.Fatalf("after reopen: rev %d compact rev %d, want 1 and 1", ts.s.Rev(), ts.s.CompactRev())
+	}
+	if p := ts.put("a", "1"); p.Header.Revision != 2 {
+		t.Fatalf("first put at revision %d, want 2", p.Header.Revision)
+	}
+	evs, next, err := ts.s.Events(ctx, 2, []byte("a"), nil, 0)
+	if err != nil || len(evs) != 1 || evs[0].Kv.CreateRevision != 2 || next != 3 {
+		t.Fatalf("events from 2: %v next %d err %v", evs, next, err)
 	}
 }

@@ -107,7 +107,7 @@ func (s *Server) applyBatch(ap *raftnode.Apply) error {
 	if err := bt.Commit(last); err != nil {
 		return fmt.Errorf("server: commit applied batch at %d: %w", last, err)
 	}
-	w.End()
+	s.notifyWatchers(w.End())
 	s.leaseEnd()
 	s.setApplied(last)
 	for _, r := range results {

@@ -116,6 +116,7 @@ func (s *Server) openStore() error {
 	s.storeMu.Lock()
 	s.be, s.kv = be, kv
 	s.storeMu.Unlock()
+	s.storeOpened(kv)
 	return s.loadAlarmState(be)
 }
 
@@ -135,6 +136,7 @@ func (s *Server) closeStore() {
 }
 
 func (s *Server) closeStorage() {
+	s.closeWatch()
 	s.closeStore()
 	if s.wal != nil {
 		if err := s.wal.Close(); err != nil {

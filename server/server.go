@@ -60,6 +60,8 @@ type Server struct {
 	be      *backend.Backend
 	kv      *mvcc.Store
 
+	watch watchState // the watch hub (server/watch.go)
+
 	raftStorage *raft.MemoryStorage
 	node        *raftnode.Node
 	tr          *transport.Transport

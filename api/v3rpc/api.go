@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -45,6 +46,7 @@ type Backend interface {
 	ProbeBackend
 	CoordBackend
 	LeaseBackend
+	WatchBackend
 }
 
 // Config configures the API.
@@ -54,7 +56,10 @@ type Config struct {
 	MaxRequestBytes uint
 	// MaxTxnOps bounds the operations of one txn (etcd's --max-txn-ops).
 	MaxTxnOps int
-	Logger    *slog.Logger
+	// WatchProgressNotifyInterval is the period of progress notifications
+	// to watches that ask for them (etcd's --watch-progress-notify-interval).
+	WatchProgressNotifyInterval time.Duration
+	Logger                      *slog.Logger
 	// Metrics, if set, is served at /metrics and receives the gRPC request
 	// counters.
 	Metrics *prometheus.Registry
@@ -83,6 +88,9 @@ func New(cfg Config, b Backend) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.WatchProgressNotifyInterval <= 0 {
+		cfg.WatchProgressNotifyInterval = DefaultWatchProgressNotifyInterval
+	}
 	a := &API{cfg: cfg, b: b}
 	metricOpts, initMetrics := a.grpcMetrics()
 	a.grpc = grpc.NewServer(append([]grpc.ServerOption{
@@ -94,6 +102,7 @@ func New(cfg Config, b Backend) *API {
 	pb.RegisterClusterServer(a.grpc, &clusterServer{a: a, b: b})
 	pb.RegisterMaintenanceServer(a.grpc, &maintenanceServer{a: a, b: b})
 	pb.RegisterLeaseServer(a.grpc, &leaseServer{a: a, b: b})
+	pb.RegisterWatchServer(a.grpc, &watchServer{a: a})
 	a.http = http.NewServeMux()
 	a.http.HandleFunc("/health", a.serveHealth)
 	a.http.HandleFunc("/version", serveVersion)

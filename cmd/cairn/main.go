@@ -55,7 +55,10 @@ func run() int {
 		log.Error("cannot register metrics", "err", err)
 		return 1
 	}
-	api := v3rpc.New(v3rpc.Config{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log.With("component", "api"), Metrics: reg}, srv)
+	api := v3rpc.New(v3rpc.Config{
+		MaxRequestBytes: cfg.MaxRequestBytes, WatchProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
+		Logger: log.With("component", "api"), Metrics: reg,
+	}, srv)
 	if err := srv.Start(server.ClientAPI{GRPC: api.GRPC(), HTTP: api.HTTP()}); err != nil {
 		srv.Close()
 		log.Error("cannot start member", "err", err)

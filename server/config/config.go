@@ -98,6 +98,10 @@ type Config struct {
 	QuotaBackendBytes int64  // database size that triggers the space alarm
 	MaxRequestBytes   uint   // largest client request accepted
 
+	// WatchProgressNotifyInterval is the period of progress notifications
+	// to watches that ask for them.
+	WatchProgressNotifyInterval time.Duration
+
 	LogLevel  slog.Level // one of Debug, Info, Warn, Error
 	LogFormat string     // LogFormatText or LogFormatJSON
 
@@ -132,6 +136,8 @@ const (
 	DefaultQuotaBackendBytes   = 2 << 30
 	DefaultMaxRequestBytes     = 1572864 // 1.5 MiB
 
+	DefaultWatchProgressNotifyInterval = 10 * time.Minute
+
 	MaxElectionTimeout   = 50 * time.Second
 	MinElectionHeartbeat = 5 // ElectionTimeout >= 5 * HeartbeatInterval
 	MaxQuotaBackendBytes = 100 << 30
@@ -152,20 +158,21 @@ func underivedDefault() Config {
 	client := url.URL{Scheme: "http", Host: "127.0.0.1:2379"}
 	peer := url.URL{Scheme: "http", Host: "127.0.0.1:2380"}
 	return Config{
-		Name:                     DefaultName,
-		ListenClientURLs:         []url.URL{client},
-		AdvertiseClientURLs:      []url.URL{client},
-		ListenPeerURLs:           []url.URL{peer},
-		InitialAdvertisePeerURLs: []url.URL{peer},
-		InitialClusterState:      ClusterStateNew,
-		InitialClusterToken:      DefaultInitialClusterToken,
-		HeartbeatInterval:        DefaultHeartbeatInterval,
-		ElectionTimeout:          DefaultElectionTimeout,
-		SnapshotCount:            DefaultSnapshotCount,
-		QuotaBackendBytes:        DefaultQuotaBackendBytes,
-		MaxRequestBytes:          DefaultMaxRequestBytes,
-		LogLevel:                 slog.LevelInfo,
-		LogFormat:                LogFormatText,
+		Name:                        DefaultName,
+		ListenClientURLs:            []url.URL{client},
+		AdvertiseClientURLs:         []url.URL{client},
+		ListenPeerURLs:              []url.URL{peer},
+		InitialAdvertisePeerURLs:    []url.URL{peer},
+		InitialClusterState:         ClusterStateNew,
+		InitialClusterToken:         DefaultInitialClusterToken,
+		HeartbeatInterval:           DefaultHeartbeatInterval,
+		ElectionTimeout:             DefaultElectionTimeout,
+		SnapshotCount:               DefaultSnapshotCount,
+		QuotaBackendBytes:           DefaultQuotaBackendBytes,
+		MaxRequestBytes:             DefaultMaxRequestBytes,
+		WatchProgressNotifyInterval: DefaultWatchProgressNotifyInterval,
+		LogLevel:                    slog.LevelInfo,
+		LogFormat:                   LogFormatText,
 	}
 }
 

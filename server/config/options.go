@@ -29,6 +29,7 @@ const (
 	optSnapshotCount
 	optQuotaBackendBytes
 	optMaxRequestBytes
+	optWatchProgressNotifyInterval
 	optLogLevel
 	optLogFormat
 	numOptions
@@ -109,6 +110,13 @@ func optionTable() []option {
 				return intErr(err)
 			},
 			func(c *Config) string { return strconv.FormatUint(uint64(c.MaxRequestBytes), 10) }},
+		{optWatchProgressNotifyInterval, "watch-progress-notify-interval", "duration", false, "",
+			"period of progress notifications to watches that ask for them (e.g. 10m; integer nanoseconds also accepted)",
+			func(c *Config, v string) (err error) {
+				c.WatchProgressNotifyInterval, err = parseDuration(v)
+				return err
+			},
+			func(c *Config) string { return c.WatchProgressNotifyInterval.String() }},
 		{optLogLevel, "log-level", "level", false, "", "least severe messages logged: debug, info, warn or error",
 			func(c *Config, v string) (err error) { c.LogLevel, err = parseLevel(v); return err },
 			func(c *Config) string { return levelName(c.LogLevel) }},
@@ -162,6 +170,19 @@ func parseMillis(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q milliseconds is out of range", v)
 	}
 	return time.Duration(n) * time.Millisecond, nil
+}
+
+// parseDuration reads a Go duration ("10m") or, as etcd's environment
+// variables take it, an integer number of nanoseconds.
+func parseDuration(v string) (time.Duration, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		return d, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (e.g. 10m) or whole nanoseconds", v)
+	}
+	return time.Duration(n), nil
 }
 
 type namedLevel struct {

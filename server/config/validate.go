@@ -215,6 +215,9 @@ func (p *problems) limits() {
 		p.add(optMaxRequestBytes, "--max-request-bytes must be from 1 to %d (64 MiB) (got %d)",
 			MaxMaxRequestBytes, c.MaxRequestBytes)
 	}
+	if c.WatchProgressNotifyInterval <= 0 {
+		p.add(optWatchProgressNotifyInterval, "--watch-progress-notify-interval must be positive (got %s)", c.WatchProgressNotifyInterval)
+	}
 }
 
 func (p *problems) logging() {
