@@ -145,3 +145,70 @@ func TestKVBadRequestsGetEtcdErrorsAndChangeNothing(t *testing.T) {
 		t.Fatalf("bad requests changed the revision: %d -> %d", rev, after.Header.Revision)
 	}
 }
+
+func TestRangeStreamWithOfficialClient(t *testing.T) {
+	c := framework.Start(t, framework.Options{Size: 1})
+	cli := c.Client()
+	ctx := framework.Context(t, 60*time.Second)
+	const n = 2500 // more than two pages
+	for i := 0; i < n; i += 100 {
+		ops := make([]clientv3.Op, 0, 100)
+		for j := i; j < i+100; j++ {
+			ops = append(ops, clientv3.OpPut(fmt.Sprintf("rs/%05d", j), fmt.Sprint(j)))
+		}
+		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		opts  []clientv3.OpOption
+		count int
+		more  bool
+	}{
+		{"all", []clientv3.OpOption{clientv3.WithPrefix()}, n, false},
+		{"limit", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithLimit(1500)}, 1500, true},
+		{"descending", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}, n, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch, err := cli.GetStream(ctx, "rs/", tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			chunks := 0
+			var kvs int
+			var last *clientv3.RangeStreamResponse
+			for r := range ch {
+				if err := r.Err(); err != nil {
+					t.Fatal(err)
+				}
+				chunks++
+				kvs += len(r.Kvs)
+				last = &r
+			}
+			if kvs != tc.count || chunks < 2 {
+				t.Fatalf("%d keys in %d chunks, want %d keys in several", kvs, chunks, tc.count)
+			}
+			if last.Header == nil || last.Count != n || last.More != tc.more {
+				t.Fatalf("final chunk: header %v count %d more %v", last.Header, last.Count, last.More)
+			}
+			want, err := cli.Get(ctx, "rs/", tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch2, _ := cli.GetStream(ctx, "rs/", tc.opts...)
+			merged, err := clientv3.GetStreamToGetResponse(ch2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(merged.Kvs) != len(want.Kvs) || merged.Count != want.Count || merged.More != want.More {
+				t.Fatalf("merged stream differs from Get: %d/%d keys, count %d/%d", len(merged.Kvs), len(want.Kvs), merged.Count, want.Count)
+			}
+			for i := range want.Kvs {
+				if string(merged.Kvs[i].Key) != string(want.Kvs[i].Key) {
+					t.Fatalf("key %d: stream %q, Get %q", i, merged.Kvs[i].Key, want.Kvs[i].Key)
+				}
+			}
+		})
+	}
+}
