@@ -208,8 +208,8 @@ func (s *Server) bootstrapNew() error {
 	return nil
 }
 
-// saveCluster writes the member list to the backend at the current applied
-// index (used before raft starts).
+// saveCluster durably writes the member list and the cluster token to the
+// backend at the current applied index (used before raft starts).
 func (s *Server) saveCluster() error {
 	bt := s.be.NewBatch()
 	if err := bt.Set(clusterKey, s.cluster.Encode()); err != nil {
@@ -218,7 +218,13 @@ func (s *Server) saveCluster() error {
 	if err := bt.Set(tokenKey, []byte(s.cfg.InitialClusterToken)); err != nil {
 		return err
 	}
-	return bt.Commit(s.be.AppliedIndex())
+	if err := bt.Commit(s.be.AppliedIndex()); err != nil {
+		return err
+	}
+	// Not in the raft log, so no replay would restore it: make it durable
+	// now (backend commits are not fsynced; a kill can lose them).
+	_, err := s.be.Sync()
+	return err
 }
 
 func (s *Server) walOptions() wal.Options {
