@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cairn-kv/cairn/internal/connmux"
+	"github.com/cairn-kv/cairn/internal/failpoint"
 	"github.com/cairn-kv/cairn/internal/logutil"
 	"github.com/cairn-kv/cairn/membership"
 	"github.com/cairn-kv/cairn/raftnode"
@@ -389,9 +390,11 @@ func (a walAdapter) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bo
 	if !mustSync {
 		return a.w.Save(hs, ents, false)
 	}
+	failpoint.Hit(failpoint.WALBeforeSync)
 	start := time.Now()
 	err := a.w.Save(hs, ents, true)
 	a.observeSync(time.Since(start))
+	failpoint.Hit(failpoint.WALAfterSync)
 	return err
 }
 
