@@ -1,0 +1,74 @@
+package framework
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// taggedBuild is one cairn binary built with a set of build tags.
+type taggedBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// taggedBuilds holds one build per tag list for the test binary's life.
+var taggedBuilds sync.Map // tags → *taggedBuild
+
+// BinaryWithTags returns the path of a cairn binary built from this checkout
+// with `go build -tags tags` (Binary when tags is empty), built once per test
+// binary. Use "failpoints" for a binary whose crash points work (package
+// internal/failpoint).
+func BinaryWithTags(t testing.TB, tags string) string {
+	t.Helper()
+	if tags == "" {
+		return Binary(t)
+	}
+	v, _ := taggedBuilds.LoadOrStore(tags, &taggedBuild{})
+	b := v.(*taggedBuild)
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "cairn-e2e-bin-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, "cairn")
+		_, file, _, _ := runtime.Caller(0)
+		cmd := exec.Command("go", "build", "-tags", tags, "-o", b.path, "./cmd/cairn")
+		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build -tags %s: %v\n%s", tags, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// Exited reports whether m's process has exited and, if so, its exit code
+// (-1 when it was killed by a signal).
+func (m *Member) Exited() (bool, int) {
+	if m.cmd == nil || m.Running() {
+		return false, 0
+	}
+	return true, m.cmd.ProcessState.ExitCode()
+}
+
+// WaitExit waits up to d for m's process to exit by itself.
+func (m *Member) WaitExit(t testing.TB, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-m.exited:
+		return m.cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		t.Fatalf("%s still running after %v\n%s", m.Name, d, tail(m.Logs(), 40))
+		return 0
+	}
+}
