@@ -93,6 +93,7 @@ func (s *Server) Start(api ClientAPI) error {
 	s.startLeases()
 	s.serve(s.peerSrv, s.peerLn)
 	s.serveClients(api)
+	s.startCorruptCheck()
 	s.log.Info("member started", "name", s.cfg.Name, "member", fmt.Sprintf("%x", s.id),
 		"cluster", fmt.Sprintf("%x", s.cluster.ID()), "peer", s.PeerAddrs(), "client", s.ClientAddrs())
 	return nil
@@ -157,6 +158,7 @@ func (s *Server) peerMux() http.Handler {
 	mux.Handle(transport.PathPrefix, s.tr.Handler())
 	mux.HandleFunc(membersPath, s.serveMembers)
 	mux.HandleFunc(leasePathPrefix, s.serveLease)
+	mux.HandleFunc(hashKVPath, s.serveHashKV)
 	return mux
 }
 
