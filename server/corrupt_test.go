@@ -9,7 +9,9 @@ import (
 )
 
 func TestDivergentFindsTheMinority(t *testing.T) {
-	at := func(id uint64, h uint32) hashReport { return hashReport{Member: id, Hash: h, CompactRev: 3, HashRev: 10} }
+	at := func(id uint64, h uint32) hashReport {
+		return hashReport{Member: id, Hash: h, CompactRev: 3, HashRev: 10}
+	}
 	failed := hashReport{Member: 9, err: errors.New("unreachable")}
 	cases := []struct {
 		name   string

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // taggedBuild is one cairn binary built with a set of build tags.
@@ -71,4 +74,16 @@ func (m *Member) WaitExit(t testing.TB, d time.Duration) int {
 		t.Fatalf("%s still running after %v\n%s", m.Name, d, tail(m.Logs(), 40))
 		return 0
 	}
+}
+
+// NewClient returns an official client for endpoints that does not wait
+// for them at creation (the member may be down), closed at cleanup.
+func NewClient(t testing.TB, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }
