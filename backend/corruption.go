@@ -23,14 +23,13 @@ func (e *CorruptionError) Error() string {
 	return fmt.Sprintf("%v in %s: %v", ErrDataCorruption, e.File, e.Detail)
 }
 
-// Unwrap makes errors.Is find both ErrDataCorruption and Pebble's own
-// corruption marker (pebble.ErrCorruption) in the details.
+// Unwrap makes errors.Is find ErrDataCorruption and Pebble's details.
 func (e *CorruptionError) Unwrap() []error { return []error{ErrDataCorruption, e.Detail} }
 
 // IsCorruption reports whether err is damage found on disk, by the backend
 // or by Pebble.
 func IsCorruption(err error) bool {
-	return errors.Is(err, ErrDataCorruption) || errors.Is(err, pebble.ErrCorruption)
+	return errors.Is(err, ErrDataCorruption) || pebble.IsCorruptionError(err)
 }
 
 // corruptionListener routes Pebble's corruption events (raised in the read
