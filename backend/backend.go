@@ -96,6 +96,10 @@ type Options struct {
 	Logger *slog.Logger
 	// FS is the filesystem (pebble's vfs), for tests; nil means the OS.
 	FS vfs.FS
+	// OnCorruption is told of damage Pebble finds in a file while reading
+	// (a *CorruptionError naming the file); the read itself fails too. It
+	// must not block. nil: the damage is only logged.
+	OnCorruption func(error)
 }
 
 // Backend is an open Pebble DB with its applied index.
@@ -126,6 +130,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 		MemTableSize:                memTableSize,
 		MemTableStopWritesThreshold: 4,
 		FormatMajorVersion:          pebble.FormatNewest,
+		EventListener:               corruptionListener(logger, opts.OnCorruption),
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/cairn-kv/cairn/internal/failpoint"
 )
 
 // kickCompactor wakes the background compactor without blocking.
@@ -128,6 +130,7 @@ func (s *Store) compactChunk(target int64, start []byte) ([]byte, error) {
 	if err := it.Error(); err != nil {
 		return nil, err
 	}
+	failpoint.Hit(failpoint.CompactMidChunk)
 	var next []byte
 	if it.Valid() {
 		next = append([]byte(nil), it.Key()...)

@@ -221,6 +221,9 @@ func (s *Server) applyMaintenance(bt *backend.Batch, req *pb.InternalRaftRequest
 		}
 		return applyResult(resp, err), true
 	}
+	if corruptRefuses(req) && s.alarms.active(pb.AlarmType_CORRUPT) {
+		return apply.Result{Err: ErrCorrupt}, true
+	}
 	if spaceCost(req) > 0 && s.alarms.active(pb.AlarmType_NOSPACE) {
 		return apply.Result{Err: ErrNoSpace}, true
 	}

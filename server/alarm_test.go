@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -173,8 +174,15 @@ func TestApplierRefusesGrowingRequestsWhileNoSpace(t *testing.T) {
 		}
 	}
 	check(false)
+	// CORRUPT refuses every write and compaction (corrupt.go), not just
+	// the growing ones.
 	s.alarms.reset([]*pb.AlarmMember{am(1, pb.AlarmType_CORRUPT)})
-	check(false)
+	for i, r := range append(slices.Clone(growing), others...) {
+		res, ok := s.applyMaintenance(nil, r)
+		if !ok || !errors.Is(res.(apply.Result).Err, ErrCorrupt) {
+			t.Fatalf("CORRUPT: request %d: intercepted=%v result %+v, want ErrCorrupt", i, ok, res)
+		}
+	}
 	s.alarms.reset([]*pb.AlarmMember{am(1, pb.AlarmType_NOSPACE)})
 	check(true)
 }

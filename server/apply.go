@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairn-kv/cairn/apply"
 	"github.com/cairn-kv/cairn/backend"
+	"github.com/cairn-kv/cairn/internal/failpoint"
 	"github.com/cairn-kv/cairn/membership"
 	"github.com/cairn-kv/cairn/raftnode"
 	"github.com/cairn-kv/cairn/snap"
@@ -78,6 +79,7 @@ func (s *Server) applyBatch(ap *raftnode.Apply) error {
 		case raftpb.EntryNormal:
 			if r, ok := s.applyNormal(bt, w, e); ok {
 				results = append(results, r)
+				failpoint.Hit(failpoint.ApplyMidBatch)
 			}
 		case raftpb.EntryConfChange:
 			r, err := s.applyConfChange(bt, e)

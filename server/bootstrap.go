@@ -99,7 +99,7 @@ func (s *Server) open(ctx context.Context) (err error) {
 
 // openStore opens the backend and the revisioned store on it.
 func (s *Server) openStore() error {
-	be, err := backend.Open(s.dbDir, backend.Options{Logger: s.log.With("component", "backend")})
+	be, err := backend.Open(s.dbDir, backend.Options{Logger: s.log.With("component", "backend"), OnCorruption: s.onCorruption})
 	if err != nil {
 		return err
 	}

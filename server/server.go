@@ -97,6 +97,7 @@ type Server struct {
 	wg       sync.WaitGroup
 	fatalErr atomic.Pointer[error]
 
+	started            atomic.Bool  // Start completed (corrupt.go)
 	snapshotsInstalled atomic.Int64 // state copies installed from a leader
 	removed            atomic.Bool
 

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cairn-kv/cairn/internal/connmux"
+	"github.com/cairn-kv/cairn/internal/failpoint"
 	"github.com/cairn-kv/cairn/internal/logutil"
 	"github.com/cairn-kv/cairn/membership"
 	"github.com/cairn-kv/cairn/raftnode"
@@ -92,6 +93,7 @@ func (s *Server) Start(api ClientAPI) error {
 	s.startLeases()
 	s.serve(s.peerSrv, s.peerLn)
 	s.serveClients(api)
+	s.startCorruptCheck()
 	s.log.Info("member started", "name", s.cfg.Name, "member", fmt.Sprintf("%x", s.id),
 		"cluster", fmt.Sprintf("%x", s.cluster.ID()), "peer", s.PeerAddrs(), "client", s.ClientAddrs())
 	return nil
@@ -156,6 +158,7 @@ func (s *Server) peerMux() http.Handler {
 	mux.Handle(transport.PathPrefix, s.tr.Handler())
 	mux.HandleFunc(membersPath, s.serveMembers)
 	mux.HandleFunc(leasePathPrefix, s.serveLease)
+	mux.HandleFunc(hashKVPath, s.serveHashKV)
 	return mux
 }
 
@@ -389,9 +392,11 @@ func (a walAdapter) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bo
 	if !mustSync {
 		return a.w.Save(hs, ents, false)
 	}
+	failpoint.Hit(failpoint.WALBeforeSync)
 	start := time.Now()
 	err := a.w.Save(hs, ents, true)
 	a.observeSync(time.Since(start))
+	failpoint.Hit(failpoint.WALAfterSync)
 	return err
 }
 

@@ -40,6 +40,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/cairn-kv/cairn/internal/failpoint"
 )
 
 var (
@@ -347,6 +349,7 @@ func Install(staged, live string) error {
 			return fmt.Errorf("snap: %w", err)
 		}
 	}
+	failpoint.Hit(failpoint.SnapshotInstall)
 	if err := os.Rename(staged, live); err != nil {
 		return fmt.Errorf("snap: install %s: %w", staged, err)
 	}

@@ -34,6 +34,7 @@ var errorTable = []struct {
 	{server.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
 	{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
 	{server.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+	{server.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
 	{server.ErrLeaderTransfer, errGRPCLeaderTransferTimeout},
 	{membership.ErrLastVoter, rpctypes.ErrGRPCMemberNotEnoughStarted},
 	{membership.ErrIDExists, rpctypes.ErrGRPCMemberExist},

@@ -102,6 +102,10 @@ type Config struct {
 	// to watches that ask for them.
 	WatchProgressNotifyInterval time.Duration
 
+	// CorruptCheckTime is the period of the leader's comparison of the
+	// members' store hashes; 0 disables it.
+	CorruptCheckTime time.Duration
+
 	LogLevel  slog.Level // one of Debug, Info, Warn, Error
 	LogFormat string     // LogFormatText or LogFormatJSON
 
@@ -137,6 +141,7 @@ const (
 	DefaultMaxRequestBytes     = 1572864 // 1.5 MiB
 
 	DefaultWatchProgressNotifyInterval = 10 * time.Minute
+	DefaultCorruptCheckTime            = time.Minute
 
 	MaxElectionTimeout   = 50 * time.Second
 	MinElectionHeartbeat = 5 // ElectionTimeout >= 5 * HeartbeatInterval
@@ -171,6 +176,7 @@ func underivedDefault() Config {
 		QuotaBackendBytes:           DefaultQuotaBackendBytes,
 		MaxRequestBytes:             DefaultMaxRequestBytes,
 		WatchProgressNotifyInterval: DefaultWatchProgressNotifyInterval,
+		CorruptCheckTime:            DefaultCorruptCheckTime,
 		LogLevel:                    slog.LevelInfo,
 		LogFormat:                   LogFormatText,
 	}

@@ -42,6 +42,7 @@ func TestDefault(t *testing.T) {
 		QuotaBackendBytes:           2 * 1024 * 1024 * 1024,
 		MaxRequestBytes:             1572864,
 		WatchProgressNotifyInterval: 10 * time.Minute,
+		CorruptCheckTime:            time.Minute,
 		LogLevel:                    slog.LevelInfo,
 		LogFormat:                   "text",
 	}

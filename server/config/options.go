@@ -30,6 +30,7 @@ const (
 	optQuotaBackendBytes
 	optMaxRequestBytes
 	optWatchProgressNotifyInterval
+	optCorruptCheckTime
 	optLogLevel
 	optLogFormat
 	numOptions
@@ -117,6 +118,13 @@ func optionTable() []option {
 				return err
 			},
 			func(c *Config) string { return c.WatchProgressNotifyInterval.String() }},
+		{optCorruptCheckTime, "corrupt-check-time", "duration", false, "",
+			"period of the leader's comparison of every member's store hash (CORRUPT alarm on mismatch); 0 disables",
+			func(c *Config, v string) (err error) {
+				c.CorruptCheckTime, err = parseDuration(v)
+				return err
+			},
+			func(c *Config) string { return c.CorruptCheckTime.String() }},
 		{optLogLevel, "log-level", "level", false, "", "least severe messages logged: debug, info, warn or error",
 			func(c *Config, v string) (err error) { c.LogLevel, err = parseLevel(v); return err },
 			func(c *Config) string { return levelName(c.LogLevel) }},

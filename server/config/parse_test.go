@@ -79,6 +79,7 @@ func singleOptionCases(t *testing.T) []struct {
 		{"quota-backend-bytes", "1024", func(c *Config) { c.QuotaBackendBytes = 1024 }},
 		{"max-request-bytes", "2048", func(c *Config) { c.MaxRequestBytes = 2048 }},
 		{"watch-progress-notify-interval", "90s", func(c *Config) { c.WatchProgressNotifyInterval = 90 * time.Second }},
+		{"corrupt-check-time", "5s", func(c *Config) { c.CorruptCheckTime = 5 * time.Second }},
 		{"log-level", "WARN", func(c *Config) { c.LogLevel = slog.LevelWarn }},
 		{"log-format", "JSON", func(c *Config) { c.LogFormat = "json" }},
 	}

@@ -218,6 +218,9 @@ func (p *problems) limits() {
 	if c.WatchProgressNotifyInterval <= 0 {
 		p.add(optWatchProgressNotifyInterval, "--watch-progress-notify-interval must be positive (got %s)", c.WatchProgressNotifyInterval)
 	}
+	if c.CorruptCheckTime < 0 {
+		p.add(optCorruptCheckTime, "--corrupt-check-time must not be negative (got %s)", c.CorruptCheckTime)
+	}
 }
 
 func (p *problems) logging() {

@@ -60,6 +60,7 @@ type Member struct {
 	Name, IP           string
 	PeerURL, ClientURL string
 	DataDir            string
+	Env                []string // extra environment of the member's process
 	cmd                *exec.Cmd
 	exited             chan struct{}
 	logs               *lockedBuffer
@@ -104,12 +105,14 @@ type Cluster struct {
 	Token   string
 	Members []*Member
 	Extra   []string // extra flags for every member
+	Tags    string   // build tags of the binary (BinaryWithTags)
 }
 
 // Options of a new cluster.
 type Options struct {
 	Size  int
 	Extra []string
+	Tags  string // build tags of the binary, e.g. "failpoints"
 }
 
 func freePort(t testing.TB, ip string) string {
@@ -140,7 +143,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.Size == 0 {
 		o.Size = 3
 	}
-	c := &Cluster{t: t, Token: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), Extra: o.Extra}
+	c := &Cluster{t: t, Token: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), Extra: o.Extra, Tags: o.Tags}
 	for i := 0; i < o.Size; i++ {
 		c.Members = append(c.Members, NewMember(t, fmt.Sprintf("m%d", i+1), fmt.Sprintf("127.0.0.%d", i+1)))
 	}
@@ -177,8 +180,8 @@ func (c *Cluster) Args(m *Member, state string) []string {
 // StartMember starts m's process with --initial-cluster-state state.
 func (c *Cluster) StartMember(m *Member, state string) {
 	c.t.Helper()
-	cmd := exec.Command(Binary(c.t), c.Args(m, state)...)
-	cmd.Env = memberEnv()
+	cmd := exec.Command(BinaryWithTags(c.t, c.Tags), c.Args(m, state)...)
+	cmd.Env = append(memberEnv(), m.Env...)
 	cmd.Stdout = m.logs
 	cmd.Stderr = m.logs
 	if err := cmd.Start(); err != nil {
