@@ -49,24 +49,14 @@ func (s *Server) join(ctx context.Context) error {
 		return fmt.Errorf("%w: %s holds a store but no WAL at %s: point --data-dir/--wal-dir at the right place, or remove the data dir to join afresh",
 			ErrMisconfigured, s.cfg.DataDir, s.cfg.WALDir)
 	}
-	list, err := s.fetchMembers(ctx)
-	if err != nil {
-		return err
-	}
 	var mine []string
 	for _, u := range s.cfg.InitialAdvertisePeerURLs {
 		mine = append(mine, u.String())
 	}
 	slices.Sort(mine)
-	for _, m := range list.Members {
-		urls := slices.Sorted(slices.Values(m.PeerURLs))
-		if slices.Equal(urls, mine) {
-			s.id = m.ID
-		}
-	}
-	if s.id == 0 {
-		return fmt.Errorf("%w: no member of cluster %x has peer URLs %v: add this member first (member add), then start it with --initial-cluster-state existing",
-			ErrMisconfigured, list.ClusterID, mine)
+	list, err := s.findSelf(ctx, mine)
+	if err != nil {
+		return err
 	}
 	if s.cluster, err = membership.NewFromMembers(list.ClusterID, nil, nil); err != nil {
 		return err
@@ -89,24 +79,58 @@ func (s *Server) join(ctx context.Context) error {
 	return nil
 }
 
-// fetchMembers asks the other members in --initial-cluster for the member
-// list; the first answer wins.
-func (s *Server) fetchMembers(ctx context.Context) (*memberList, error) {
+// joinWait bounds how long a joining member looks for itself in the peers'
+// member lists: a member add is answered once the leader applied it, and a
+// follower asked first may not have applied it yet.
+const joinWait = 10 * time.Second
+
+// findSelf asks the other members in --initial-cluster for the member list
+// until one lists a member with our peer URLs (mine, sorted), and sets s.id.
+func (s *Server) findSelf(ctx context.Context, mine []string) (*memberList, error) {
+	deadline := time.Now().Add(joinWait)
+	for {
+		list, err := s.fetchMembers(ctx, mine)
+		if err == nil || time.Now().After(deadline) {
+			return list, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// fetchMembers asks every other member in --initial-cluster for the member
+// list and returns the first that lists our peer URLs, setting s.id.
+func (s *Server) fetchMembers(ctx context.Context, mine []string) (*memberList, error) {
 	client := &http.Client{Timeout: 2 * time.Second}
 	var errs []error
+	var clusterID uint64
 	for _, m := range s.cfg.InitialCluster {
 		if m.Name == s.cfg.Name {
 			continue
 		}
 		for _, u := range m.PeerURLs {
 			list, err := getMembers(ctx, client, u.String()+membersPath)
-			if err == nil {
-				return list, nil
+			if err != nil {
+				errs = append(errs, err)
+				continue
 			}
-			errs = append(errs, err)
+			clusterID = list.ClusterID
+			for _, lm := range list.Members {
+				if slices.Equal(slices.Sorted(slices.Values(lm.PeerURLs)), mine) {
+					s.id = lm.ID
+					return list, nil
+				}
+			}
 		}
 	}
-	if len(errs) == 0 {
+	switch {
+	case clusterID != 0:
+		return nil, fmt.Errorf("%w: no member of cluster %x has peer URLs %v: add this member first (member add), then start it with --initial-cluster-state existing",
+			ErrMisconfigured, clusterID, mine)
+	case len(errs) == 0:
 		return nil, fmt.Errorf("%w: --initial-cluster-state existing needs other members in --initial-cluster to ask for the member list", ErrMisconfigured)
 	}
 	return nil, fmt.Errorf("server: cannot fetch the member list from any peer in --initial-cluster: %w", errors.Join(errs...))
