@@ -4,7 +4,7 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build tools test test-race lint bench fuzz clean
+.PHONY: all build tools test test-race lint bench bench-micro fuzz clean
 
 all: build
 
@@ -30,8 +30,16 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 
-# Micro-benchmarks of the storage hot paths. Figures go to BENCHMARKS.md.
+# Load table (issue 6): 1- and 3-member clusters of the built binary on
+# loopback, every scenario with bin/cairn-bench, RSS and restart time with 1M
+# keys; rewrites the "## Load: cairn vs etcd" section of BENCHMARKS.md.
+# Takes several minutes; not part of `make test`.
 bench:
+	$(GO) build -o bin/ ./cmd/cairn ./cmd/cairn-bench
+	$(GO) run ./tools/loadbench --bin bin --out BENCHMARKS.md
+
+# Micro-benchmarks of the storage hot paths. Figures go to BENCHMARKS.md.
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./wal/ ./mvcc/
 
 # Each fuzz target for FUZZTIME.

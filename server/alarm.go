@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -243,7 +244,7 @@ func (s *Server) checkQuota(ctx context.Context, req *pb.InternalRaftRequest) er
 		return ErrNoSpace
 	}
 	be, _ := s.store()
-	if be == nil || be.Size()+cost < s.cfg.QuotaBackendBytes {
+	if be == nil || s.quota.estimate(be, cost, s.cfg.QuotaBackendBytes, time.Now()) < s.cfg.QuotaBackendBytes {
 		return nil
 	}
 	s.log.Warn("database space exceeds the quota; raising the NOSPACE alarm",

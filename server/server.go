@@ -102,6 +102,7 @@ type Server struct {
 	removed            atomic.Bool
 
 	alarms  alarmSet       // active alarms (alarm.go)
+	quota   quotaSizer     // backend size estimate for checkQuota (quotasize.go)
 	metrics *serverMetrics // nil unless RegisterMetrics was called (metrics.go)
 }
 

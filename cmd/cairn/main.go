@@ -59,7 +59,7 @@ func run() int {
 		MaxRequestBytes: cfg.MaxRequestBytes, WatchProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		Logger: log.With("component", "api"), Metrics: reg,
 	}, srv)
-	if err := srv.Start(server.ClientAPI{GRPC: api.GRPC(), HTTP: api.HTTP()}); err != nil {
+	if err := srv.Start(server.ClientAPI{GRPC: api.GRPC(), HTTP: withPprof(api.HTTP(), cfg.EnablePprof)}); err != nil {
 		srv.Close()
 		log.Error("cannot start member", "err", err)
 		return 1

@@ -109,6 +109,10 @@ type Config struct {
 	LogLevel  slog.Level // one of Debug, Info, Warn, Error
 	LogFormat string     // LogFormatText or LogFormatJSON
 
+	// EnablePprof serves net/http/pprof under /debug/pprof/ on the client
+	// HTTP handler (off by default: profiles expose internals).
+	EnablePprof bool
+
 	// origin says where each option's value came from, for messages; ""
 	// means a default.
 	origin [numOptions]string

@@ -33,6 +33,7 @@ const (
 	optCorruptCheckTime
 	optLogLevel
 	optLogFormat
+	optEnablePprof
 	numOptions
 )
 
@@ -131,6 +132,15 @@ func optionTable() []option {
 		{optLogFormat, "log-format", "text|json", false, "", "log as text or as one JSON object per line",
 			func(c *Config, v string) error { c.LogFormat = strings.ToLower(v); return nil },
 			func(c *Config) string { return c.LogFormat }},
+		{optEnablePprof, "enable-pprof", "bool", false, "", "serve Go runtime profiles under /debug/pprof/ on the client URLs",
+			func(c *Config, v string) (err error) {
+				c.EnablePprof, err = strconv.ParseBool(v)
+				if err != nil {
+					return fmt.Errorf("not true or false: %q", v)
+				}
+				return nil
+			},
+			func(c *Config) string { return strconv.FormatBool(c.EnablePprof) }},
 	}
 }
 

@@ -136,7 +136,10 @@ func newFlagSet(opts []option) (fs *pflag.FlagSet, configFile *string, help, ver
 	fs.Usage = func() {}
 	fs.SortFlags = false
 	for i := range opts {
-		fs.Var(&rawValue{}, opts[i].name, opts[i].usage)
+		f := fs.VarPF(&rawValue{}, opts[i].name, "", opts[i].usage)
+		if opts[i].typ == "bool" {
+			f.NoOptDefVal = "true" // --flag alone means true
+		}
 	}
 	configFile = fs.String(flagConfigFile, "", "")
 	version = fs.Bool(flagVersion, false, "")

@@ -82,6 +82,24 @@ func singleOptionCases(t *testing.T) []struct {
 		{"corrupt-check-time", "5s", func(c *Config) { c.CorruptCheckTime = 5 * time.Second }},
 		{"log-level", "WARN", func(c *Config) { c.LogLevel = slog.LevelWarn }},
 		{"log-format", "JSON", func(c *Config) { c.LogFormat = "json" }},
+		{"enable-pprof", "true", func(c *Config) { c.EnablePprof = true }},
+	}
+}
+
+func TestEnablePprofBareFlagAndBadValue(t *testing.T) {
+	c, err := Parse([]string{"--enable-pprof"}, noEnv, nil)
+	if err != nil || !c.EnablePprof {
+		t.Fatalf("--enable-pprof alone: %v, EnablePprof=%v", err, c.EnablePprof)
+	}
+	c, err = Parse([]string{"--enable-pprof=false"}, noEnv, nil)
+	if err != nil || c.EnablePprof {
+		t.Fatalf("--enable-pprof=false: %v, EnablePprof=%v", err, c.EnablePprof)
+	}
+	if _, err := Parse([]string{"--enable-pprof=maybe"}, noEnv, nil); err == nil {
+		t.Fatal("--enable-pprof=maybe accepted")
+	}
+	if c := Default(); c.EnablePprof {
+		t.Fatal("pprof on by default")
 	}
 }
 

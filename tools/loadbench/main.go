@@ -1,0 +1,59 @@
+// Command loadbench is `make bench`: it starts 1- and 3-member clusters of
+// the built cairn binary on 127.0.0.x with fresh data directories, runs
+// every scenario of the load table with bin/cairn-bench, measures RSS and
+// restart time with 1M keys, and writes the "## Load: cairn vs etcd"
+// section of BENCHMARKS.md (etcd v3.7.1's figures from issue 6 beside
+// ours, with the machine, the commit and every command).
+//
+// Members are stopped by PID (SIGTERM, then SIGKILL after 20 s); data
+// directories live under a temporary directory removed at the end.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	binDir := flag.String("bin", "bin", "directory with the cairn and cairn-bench binaries")
+	out := flag.String("out", "BENCHMARKS.md", "file whose load section is (re)written")
+	quick := flag.Bool("quick", false, "tiny runs (checks the driver, figures meaningless)")
+	keys := flag.Int("keys", 1000000, "keys written before the RSS and restart measurements")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	work, err := os.MkdirTemp("", "cairn-loadbench-")
+	if err != nil {
+		log.Error("temp dir", "err", err)
+		return 1
+	}
+	defer os.RemoveAll(work)
+	abs, err := filepath.Abs(*binDir)
+	if err != nil {
+		log.Error("bin dir", "err", err)
+		return 1
+	}
+	d := &driver{bin: abs, work: work, log: log, quick: *quick, keys: *keys}
+	rep, err := d.all(ctx)
+	if err != nil {
+		log.Error("load benchmark failed", "err", err)
+		return 1
+	}
+	if err := writeSection(*out, rep); err != nil {
+		log.Error("write report", "err", err)
+		return 1
+	}
+	fmt.Printf("wrote %s\n", *out)
+	return 0
+}
