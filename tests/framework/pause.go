@@ -1,0 +1,18 @@
+package framework
+
+import "syscall"
+
+// Pause stops m's process with SIGSTOP: it keeps its sockets but answers
+// nothing until Resume.
+func (c *Cluster) Pause(m *Member) {
+	if m.Running() {
+		_ = m.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
+// Resume continues a paused member with SIGCONT.
+func (c *Cluster) Resume(m *Member) {
+	if m.Running() {
+		_ = m.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
