@@ -4,7 +4,7 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build tools test test-race lint bench fuzz clean
+.PHONY: all build tools test test-race lint bench fuzz clean robustness
 
 all: build
 
@@ -33,6 +33,16 @@ lint:
 # Micro-benchmarks of the storage hot paths. Figures go to BENCHMARKS.md.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./wal/ ./mvcc/
+
+# Randomized fault-injection runs (tests/robustness): RUNS scenarios of
+# DURATION traffic each, every fault kind; SEED replays a run's schedule.
+# Results go to ROBUSTNESS.md. The short mode (TestRobustness) runs in `test`.
+RUNS     ?= 10
+DURATION ?= 20s
+SEED     ?= 0
+robustness:
+	$(GO) test -count=1 -timeout 0 -v -run '^TestRobustnessRandom$$' ./tests/robustness/ \
+	  -args -robustness.runs=$(RUNS) -robustness.duration=$(DURATION) -robustness.seed=$(SEED)
 
 # Each fuzz target for FUZZTIME.
 fuzz:

@@ -64,10 +64,10 @@ type Member struct {
 	// from the advertised PeerURL (a Proxy sits in between); empty: PeerURL.
 	ListenPeerURL string
 	// Proxy forwards PeerURL to ListenPeerURL when Options.PeerProxy is set.
-	Proxy *Proxy
-	cmd                *exec.Cmd
-	exited             chan struct{}
-	logs               *lockedBuffer
+	Proxy  *Proxy
+	cmd    *exec.Cmd
+	exited chan struct{}
+	logs   *lockedBuffer
 }
 
 type lockedBuffer struct {

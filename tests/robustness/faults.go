@@ -105,6 +105,9 @@ func (f *injector) inject(fault string) {
 			}
 		}
 		time.Sleep(f.hold())
+		if fault == FaultIsolateLeader {
+			f.expectNewLeader(target, ids[target])
+		}
 	case FaultDeaf:
 		target.Proxy.Set(framework.ProxyRules{DropAll: true})
 		time.Sleep(f.hold())
@@ -181,4 +184,27 @@ func (f *injector) replace() {
 	}
 	f.c.StartMember(m, "existing")
 	f.log("replaced %s (%s) with %s", victim.Name, ids[victim], m.Name)
+}
+
+// expectNewLeader checks that the partition is real: the members other than
+// the isolated leader elect another leader within 10 s.
+func (f *injector) expectNewLeader(old *framework.Member, oldID string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range f.c.Members {
+			if m == old || !m.Running() {
+				continue
+			}
+			cli := f.c.Client(m.ClientURL)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			st, err := cli.Status(ctx, m.ClientURL)
+			cancel()
+			cli.Close()
+			if err == nil && st.Leader != 0 && strconv.FormatUint(st.Leader, 16) != oldID {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f.t.Errorf("isolating leader %s did not make the others elect another leader within 10s", old.Name)
 }
