@@ -44,6 +44,7 @@ type injector struct {
 
 func (f *injector) ids() map[*framework.Member]string {
 	cli := f.c.Client()
+	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := cli.MemberList(ctx)
@@ -148,6 +149,7 @@ func (f *injector) transfer(leader *framework.Member) {
 	to := others[f.rng.IntN(len(others))]
 	id, _ := strconv.ParseUint(ids[to], 16, 64)
 	cli := f.c.Client(leader.ClientURL)
+	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := cli.MoveLeader(ctx, id); err != nil {
@@ -169,6 +171,7 @@ func (f *injector) replace() {
 	ids := f.ids()
 	id, _ := strconv.ParseUint(ids[victim], 16, 64)
 	cli := f.c.Client(leader.ClientURL)
+	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := cli.MemberRemove(ctx, id); err != nil {

@@ -2,6 +2,7 @@ package robustness
 
 import (
 	"flag"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -43,7 +44,7 @@ func TestRobustnessRandom(t *testing.T) {
 	failed := 0
 	for i := range *flagRuns {
 		sc := Scenario{Name: "random", Seed: seed + uint64(i), Duration: *flagDuration, Faults: AllFaults}
-		ok := t.Run("seed", func(t *testing.T) { Run(t, sc, *flagArtifacts) })
+		ok := t.Run(fmt.Sprintf("seed=%d", sc.Seed), func(t *testing.T) { Run(t, sc, *flagArtifacts) })
 		if !ok {
 			failed++
 		}
