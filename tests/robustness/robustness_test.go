@@ -51,3 +51,17 @@ func TestRobustnessRandom(t *testing.T) {
 	}
 	t.Logf("randomized runs: %d, failed: %d, seeds %d..%d", *flagRuns, failed, seed, seed+uint64(*flagRuns)-1)
 }
+
+// TestPauseDirect is the pause scenario without the peer proxies, to tell
+// the proxy's part from cairn's when a pause leaves a member without a
+// leader.
+func TestPauseDirect(t *testing.T) {
+	if *flagRuns == 0 {
+		t.Skip("diagnostic: runs with -robustness.runs")
+	}
+	for i := range *flagRuns {
+		sc := Scenario{Name: "pause-direct", Seed: *flagSeed + uint64(i), Duration: *flagDuration,
+			Faults: []string{FaultPauseRandom, FaultPauseLeader}, DirectPeers: true}
+		t.Run(fmt.Sprintf("seed=%d", sc.Seed), func(t *testing.T) { Run(t, sc, *flagArtifacts) })
+	}
+}

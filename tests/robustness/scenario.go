@@ -27,6 +27,9 @@ type Scenario struct {
 	Faults   []string
 	Workers  int
 	Interval time.Duration // between one worker's operations
+	// DirectPeers leaves the peer proxies out (faults that need them
+	// cannot be used).
+	DirectPeers bool
 }
 
 // Result is what a run found.
@@ -47,7 +50,7 @@ func Run(t *testing.T, sc Scenario, artifactsDir string) Result {
 		sc.Interval = 60 * time.Millisecond
 	}
 	t.Logf("scenario %s seed %d duration %v faults %v", sc.Name, sc.Seed, sc.Duration, sc.Faults)
-	c := framework.Start(t, framework.Options{Size: 3, PeerProxy: true})
+	c := framework.Start(t, framework.Options{Size: 3, PeerProxy: !sc.DirectPeers})
 	all := append([]*framework.Member(nil), c.Members...)
 	rng := rand.New(rand.NewPCG(sc.Seed, 0x5eed))
 	h := newHistory()
@@ -57,7 +60,16 @@ func Run(t *testing.T, sc Scenario, artifactsDir string) Result {
 	ctx, cancel := context.WithCancel(context.Background())
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	var wg, wwg sync.WaitGroup
-	defer func() { cancel(); stopWatch(); wg.Wait(); wwg.Wait() }()
+	defer func() {
+		cancel()
+		stopWatch()
+		wg.Wait()
+		wwg.Wait()
+		if t.Failed() && res.Artifacts == "" { // a fault or a wait failed the test
+			res.Artifacts = saveArtifacts(t, sc, h, w, appendNew(all, c.Members), artifactsDir)
+			t.Logf("seed %d: artifacts in %s", sc.Seed, res.Artifacts)
+		}
+	}()
 	wwg.Add(1)
 	clients := []*clientv3.Client{c.Client(), c.Client()}
 	go func() { defer wwg.Done(); w.run(watchCtx, clients[0]) }()
