@@ -40,9 +40,11 @@ bench:
 RUNS     ?= 10
 DURATION ?= 20s
 SEED     ?= 0
+EXCLUDE  ?=
 robustness:
 	$(GO) test -count=1 -timeout 0 -v -run '^TestRobustnessRandom$$' ./tests/robustness/ \
-	  -args -robustness.runs=$(RUNS) -robustness.duration=$(DURATION) -robustness.seed=$(SEED)
+	  -args -robustness.runs=$(RUNS) -robustness.duration=$(DURATION) -robustness.seed=$(SEED) \
+	  -robustness.exclude=$(EXCLUDE)
 
 # Each fuzz target for FUZZTIME.
 fuzz:
