@@ -16,3 +16,8 @@ func (c *Cluster) Resume(m *Member) {
 		_ = m.cmd.Process.Signal(syscall.SIGCONT)
 	}
 }
+
+// Quit sends SIGQUIT to m, so the Go runtime writes every goroutine's stack
+// to its log before it exits, and waits for the exit: a diagnosis of a stuck
+// member.
+func (c *Cluster) Quit(m *Member) { c.signal(m, syscall.SIGQUIT) }

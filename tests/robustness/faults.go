@@ -135,7 +135,32 @@ func (f *injector) inject(fault string) {
 			m.Proxy.Heal()
 		}
 	}
-	f.c.WaitHealthy()
+	f.waitHealthy()
+}
+
+// waitHealthy waits until every running member is healthy; a member that is
+// not within 30 s gets SIGQUIT, so its log (kept with the artifacts) holds
+// its goroutine stacks, and the test fails.
+func (f *injector) waitHealthy() {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var sick []*framework.Member
+		for _, m := range f.c.Members {
+			if m.Running() && !framework.Healthy(m.ClientURL) {
+				sick = append(sick, m)
+			}
+		}
+		if len(sick) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, m := range sick {
+				f.c.Quit(m)
+			}
+			f.t.Fatalf("%s not healthy within 30s (goroutine stacks in its log)", sick[0].Name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (f *injector) transfer(leader *framework.Member) {
