@@ -138,9 +138,9 @@ func (f *injector) inject(fault string) {
 	f.waitHealthy()
 }
 
-// waitHealthy waits until every running member is healthy; a member that is
-// not within 30 s gets SIGQUIT, so its log (kept with the artifacts) holds
-// its goroutine stacks, and the test fails.
+// waitHealthy waits until every running member is healthy; if one is not
+// within 30 s, every member gets SIGQUIT, so the logs (kept with the
+// artifacts) hold both sides' goroutine stacks, and the test fails.
 func (f *injector) waitHealthy() {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -154,10 +154,10 @@ func (f *injector) waitHealthy() {
 			return
 		}
 		if time.Now().After(deadline) {
-			for _, m := range sick {
+			for _, m := range f.c.Members {
 				f.c.Quit(m)
 			}
-			f.t.Fatalf("%s not healthy within 30s (goroutine stacks in its log)", sick[0].Name)
+			f.t.Fatalf("%s not healthy within 30s (goroutine stacks in the logs)", sick[0].Name)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
