@@ -4,7 +4,7 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build tools test test-race lint bench bench-micro fuzz clean
+.PHONY: all build tools test test-race lint bench bench-micro fuzz clean robustness
 
 all: build
 
@@ -41,6 +41,18 @@ bench:
 # Micro-benchmarks of the storage hot paths. Figures go to BENCHMARKS.md.
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./wal/ ./mvcc/
+
+# Randomized fault-injection runs (tests/robustness): RUNS scenarios of
+# DURATION traffic each, every fault kind; SEED replays a run's schedule.
+# Results go to ROBUSTNESS.md. The short mode (TestRobustness) runs in `test`.
+RUNS     ?= 10
+DURATION ?= 20s
+SEED     ?= 0
+EXCLUDE  ?=
+robustness:
+	$(GO) test -count=1 -timeout 0 -v -run '^TestRobustnessRandom$$' ./tests/robustness/ \
+	  -args -robustness.runs=$(RUNS) -robustness.duration=$(DURATION) -robustness.seed=$(SEED) \
+	  -robustness.exclude=$(EXCLUDE)
 
 # Each fuzz target for FUZZTIME.
 fuzz:

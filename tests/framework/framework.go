@@ -61,9 +61,14 @@ type Member struct {
 	PeerURL, ClientURL string
 	DataDir            string
 	Env                []string // extra environment of the member's process
-	cmd                *exec.Cmd
-	exited             chan struct{}
-	logs               *lockedBuffer
+	// ListenPeerURL is where the member listens for peers when it differs
+	// from the advertised PeerURL (a Proxy sits in between); empty: PeerURL.
+	ListenPeerURL string
+	// Proxy forwards PeerURL to ListenPeerURL when Options.PeerProxy is set.
+	Proxy  *Proxy
+	cmd    *exec.Cmd
+	exited chan struct{}
+	logs   *lockedBuffer
 }
 
 type lockedBuffer struct {
@@ -113,6 +118,9 @@ type Options struct {
 	Size  int
 	Extra []string
 	Tags  string // build tags of the binary, e.g. "failpoints"
+	// PeerProxy puts a Proxy in front of every member's peer port: members
+	// advertise the proxy's URL and listen on their own (see proxy.go).
+	PeerProxy bool
 }
 
 func freePort(t testing.TB, ip string) string {
@@ -148,6 +156,11 @@ func Start(t testing.TB, o Options) *Cluster {
 		c.Members = append(c.Members, NewMember(t, fmt.Sprintf("m%d", i+1), fmt.Sprintf("127.0.0.%d", i+1)))
 	}
 	t.Cleanup(c.Stop)
+	if o.PeerProxy {
+		for _, m := range c.Members {
+			AddPeerProxy(t, m)
+		}
+	}
 	for _, m := range c.Members {
 		c.StartMember(m, "new")
 	}
@@ -166,9 +179,13 @@ func InitialCluster(ms []*Member) string {
 
 // Args returns the flags that start m in this cluster.
 func (c *Cluster) Args(m *Member, state string) []string {
+	listen := m.PeerURL
+	if m.ListenPeerURL != "" {
+		listen = m.ListenPeerURL
+	}
 	args := []string{
 		"--name=" + m.Name, "--data-dir=" + m.DataDir,
-		"--listen-peer-urls=" + m.PeerURL, "--initial-advertise-peer-urls=" + m.PeerURL,
+		"--listen-peer-urls=" + listen, "--initial-advertise-peer-urls=" + m.PeerURL,
 		"--listen-client-urls=" + m.ClientURL, "--advertise-client-urls=" + m.ClientURL,
 		"--initial-cluster=" + InitialCluster(c.Members), "--initial-cluster-state=" + state,
 		"--initial-cluster-token=" + c.Token,
@@ -232,6 +249,7 @@ func (c *Cluster) signal(m *Member, sig syscall.Signal) {
 func (c *Cluster) Stop() {
 	for _, m := range c.Members {
 		if m.Running() {
+			_ = m.cmd.Process.Signal(syscall.SIGCONT) // a paused member cannot act on SIGTERM
 			_ = m.cmd.Process.Signal(syscall.SIGTERM)
 		}
 	}

@@ -49,3 +49,19 @@ func HTTPGet(t testing.TB, url string) (int, string) {
 	}
 	return resp.StatusCode, string(b)
 }
+
+// RemoveStopped drops a stopped member (for example one removed from the
+// cluster) from c.Members, so later members' --initial-cluster no longer
+// lists it. Its logs stay readable through m.
+func (c *Cluster) RemoveStopped(m *Member) {
+	c.t.Helper()
+	if m.Running() {
+		c.t.Fatalf("RemoveStopped: %s is running", m.Name)
+	}
+	for i, x := range c.Members {
+		if x == m {
+			c.Members = append(c.Members[:i], c.Members[i+1:]...)
+			return
+		}
+	}
+}
