@@ -179,6 +179,13 @@ func (p *peer) stream() (connected bool, err error) {
 	if resp.StatusCode != http.StatusOK {
 		return false, p.t.rejection(p.id, resp)
 	}
+	// Once the response headers are in, canceling the request context no
+	// longer aborts an HTTP/2 stream: a body write waiting for flow control
+	// and the body read below would both wait for the peer. Closing the
+	// response body aborts the stream and wakes both, so do it as soon as
+	// the stream's context ends (write timeout, URL change, Stop, failure).
+	stopBody := context.AfterFunc(ctx, func() { resp.Body.Close() })
+	defer stopBody()
 	p.down.Store(false)
 	p.setActive(true, nil)
 	p.t.log.Info("stream to peer established", "peer", fmt.Sprintf("%x", p.id), "url", url)
