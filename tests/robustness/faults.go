@@ -154,9 +154,7 @@ func (f *injector) waitHealthy() {
 			return
 		}
 		if time.Now().After(deadline) {
-			for _, m := range f.c.Members {
-				f.c.Quit(m)
-			}
+			f.c.QuitAll()
 			f.t.Fatalf("%s not healthy within 30s (goroutine stacks in the logs)", sick[0].Name)
 		}
 		time.Sleep(50 * time.Millisecond)
