@@ -178,18 +178,31 @@ func (t *Transport) serveContext(w http.ResponseWriter, r *http.Request) (contex
 }
 
 // handleStream receives one long-lived message stream from a peer.
-func (t *Transport) handleStream(w http.ResponseWriter, r *http.Request) {
-	from, ok := t.checkRequest(w, r, false)
+// admit checks an incoming stream or snapshot request's identity and that
+// the transport runs; on success the caller must call release when done.
+// ctx ends with the request or with Stop.
+func (t *Transport) admit(w http.ResponseWriter, r *http.Request) (from uint64, ctx context.Context, release func(), ok bool) {
+	from, ok = t.checkRequest(w, r, false)
 	if !ok {
-		return
+		return 0, nil, nil, false
 	}
 	if !t.enter() {
 		t.refuse(w, http.StatusServiceUnavailable, rejectStopped, ErrStopped.Error())
+		return 0, nil, nil, false
+	}
+	ctx, done := t.serveContext(w, r)
+	return from, ctx, func() {
+		done()
+		t.wg.Done()
+	}, true
+}
+
+func (t *Transport) handleStream(w http.ResponseWriter, r *http.Request) {
+	from, ctx, release, ok := t.admit(w, r)
+	if !ok {
 		return
 	}
-	defer t.wg.Done()
-	ctx, done := t.serveContext(w, r)
-	defer done()
+	defer release()
 	rc := http.NewResponseController(w)
 	_ = rc.EnableFullDuplex() // HTTP/1 only; HTTP/2 is always full duplex
 	w.WriteHeader(http.StatusOK)

@@ -144,17 +144,11 @@ func (t *Transport) writeSnapshot(w io.Writer, head []byte, state io.Reader) (in
 // sink and, only once the sink has stored it and the checksum matched, the
 // message to raft.
 func (t *Transport) handleSnapshot(w http.ResponseWriter, r *http.Request) {
-	from, ok := t.checkRequest(w, r, false)
+	from, ctx, release, ok := t.admit(w, r)
 	if !ok {
 		return
 	}
-	if !t.enter() {
-		t.refuse(w, http.StatusServiceUnavailable, rejectStopped, ErrStopped.Error())
-		return
-	}
-	defer t.wg.Done()
-	ctx, done := t.serveContext(w, r)
-	defer done()
+	defer release()
 	log := t.log.With("from", fmt.Sprintf("%x", from))
 	br := bufio.NewReaderSize(r.Body, 64<<10)
 	m, err := newFrameDecoder(br, t.cfg.MaxFrameSize).decode()
