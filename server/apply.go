@@ -119,7 +119,7 @@ func (s *Server) applyBatch(ap *raftnode.Apply) error {
 }
 
 // applyNormal applies one normal entry; it returns the proposer's result.
-func (s *Server) applyNormal(bt *backend.Batch, w kvWriter, e *raftpb.Entry) (pendingResult, bool) {
+func (s *Server) applyNormal(bt *backend.Batch, w apply.KV, e *raftpb.Entry) (pendingResult, bool) {
 	if len(e.GetData()) == 0 {
 		return pendingResult{}, false // a new leader's empty entry
 	}
@@ -140,11 +140,6 @@ func (s *Server) applyNormal(bt *backend.Batch, w kvWriter, e *raftpb.Entry) (pe
 		return pendingResult{id: id, res: res}, true
 	}
 	return pendingResult{id: id, res: apply.Apply(w, req)}, true
-}
-
-// kvWriter is the revisioned store's write transaction as the applier uses it.
-type kvWriter interface {
-	apply.KV
 }
 
 func (s *Server) applyMemberAttrs(id uint64, name string, clientURLs []string) error {

@@ -193,6 +193,18 @@ func (c *cluster) running() []*member {
 	return out
 }
 
+// follower returns a member other than leader.
+func (c *cluster) follower(leader *member) *member {
+	c.t.Helper()
+	for _, m := range c.members {
+		if m != leader {
+			return m
+		}
+	}
+	c.t.Fatal("the cluster has no member besides the leader")
+	return nil
+}
+
 // waitLeader waits until every running member agrees on one leader and
 // returns it.
 func (c *cluster) waitLeader() *member {
@@ -396,13 +408,7 @@ func TestFollowerFarBehindCatchesUpThroughSnapshot(t *testing.T) {
 	c := newCluster(t, 3, "--snapshot-count=20")
 	c.start()
 	leader := c.waitLeader()
-	var lagger *member
-	for _, m := range c.members {
-		if m != leader {
-			lagger = m
-			break
-		}
-	}
+	lagger := c.follower(leader)
 	lagger.srv.Stop()
 	for i := 0; i < 200; i++ {
 		if err := put(context.Background(), leader, fmt.Sprintf("snap/%03d", i), "x"); err != nil {
@@ -510,13 +516,7 @@ func TestMoveLeaderAndStopTransfersLeadership(t *testing.T) {
 	c := newCluster(t, 3)
 	c.start()
 	leader := c.waitLeader()
-	var to *member
-	for _, m := range c.members {
-		if m != leader {
-			to = m
-			break
-		}
-	}
+	to := c.follower(leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := leader.srv.MoveLeader(ctx, to.srv.ID()); err != nil {
@@ -600,13 +600,7 @@ func TestUpdatePeerURLsAndRestartOnNewAddress(t *testing.T) {
 	c := newCluster(t, 3)
 	c.start()
 	leader := c.waitLeader()
-	var moved *member
-	for _, m := range c.members {
-		if m != leader {
-			moved = m
-			break
-		}
-	}
+	moved := c.follower(leader)
 	id := moved.srv.ID()
 	moved.srv.Stop()
 	newPeer := "http://" + moved.ip + ":" + freePort(t, moved.ip)

@@ -7,6 +7,7 @@
 //	<data-dir>/member/wal/   the Raft log (package wal); --wal-dir moves it
 //	<data-dir>/member/db/    the Pebble store (packages backend, mvcc)
 //	<data-dir>/member/snap/  state copies received from a leader (package snap)
+//	<data-dir>/member/removed  written when the member learns it was removed; New refuses the data dir
 //	<data-dir>/cairn.lock    held while the member runs
 //
 // # Start

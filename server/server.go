@@ -38,7 +38,6 @@ var (
 	ErrRemoved        = errors.New("server: this member was removed from the cluster")
 	ErrNotLeader      = errors.New("server: not the leader")
 	ErrLeaderTransfer = errors.New("server: leadership transfer did not complete")
-	ErrUnhealthy      = errors.New("server: unhealthy cluster: change would lose quorum")
 )
 
 // Server is one running member. Create it with [New], then [Server.Start].

@@ -19,13 +19,7 @@ func TestWatchSurvivesStateCopyInstall(t *testing.T) {
 	c := newCluster(t, 3, "--snapshot-count=20")
 	c.start()
 	leader := c.waitLeader()
-	var lagger *member
-	for _, m := range c.members {
-		if m != leader {
-			lagger = m
-			break
-		}
-	}
+	lagger := c.follower(leader)
 	lagger.srv.Stop()
 	for i := 0; i < 150; i++ {
 		if err := put(context.Background(), leader, fmt.Sprintf("w/%03d", i), "x"); err != nil {

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
+
+	"github.com/cairn-kv/cairn/server"
 )
 
 // Member is what every service needs: identity for response headers.
@@ -136,12 +138,9 @@ func (a *API) fillHeader(h **pb.ResponseHeader) {
 	*h = a.header(rev)
 }
 
-// Version is the etcd version cairn reports.
-const Version = "3.7.0"
-
 func serveVersion(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]string{"etcdserver": Version, "etcdcluster": "3.7.0"})
+	_ = json.NewEncoder(w).Encode(map[string]string{"etcdserver": server.Version, "etcdcluster": server.Version})
 }
 
 // serveHealth answers like etcd's /health: healthy when a leader is known

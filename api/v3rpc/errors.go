@@ -32,7 +32,6 @@ var errorTable = []struct {
 	{server.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 	{server.ErrNotLeader, rpctypes.ErrGRPCNotLeader},
 	{server.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
-	{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
 	{server.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
 	{server.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
 	{server.ErrLeaderTransfer, errGRPCLeaderTransferTimeout},

@@ -10,6 +10,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/cairn-kv/cairn/membership"
+
+	"github.com/cairn-kv/cairn/server"
 )
 
 // MaintenanceBackend is the member's maintenance side.
@@ -130,12 +132,12 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_S
 		}
 		sent += int64(n)
 		h.Write(buf[:n])
-		resp := &pb.SnapshotResponse{Header: hdr, RemainingBytes: uint64(total - sent), Blob: buf[:n], Version: Version}
+		resp := &pb.SnapshotResponse{Header: hdr, RemainingBytes: uint64(total - sent), Blob: buf[:n], Version: server.Version}
 		if err := srv.Send(resp); err != nil {
 			return toGRPCError(err)
 		}
 	}
-	if err := srv.Send(&pb.SnapshotResponse{Header: hdr, Blob: h.Sum(nil), Version: Version}); err != nil {
+	if err := srv.Send(&pb.SnapshotResponse{Header: hdr, Blob: h.Sum(nil), Version: server.Version}); err != nil {
 		return toGRPCError(err)
 	}
 	return nil
