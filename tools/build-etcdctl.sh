@@ -7,8 +7,13 @@ set -euo pipefail
 version=${ETCDCTL_VERSION:-v3.7.3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/bin/tools/etcdctl"
-if [ -x "$out" ] && "$out" version 2>/dev/null | grep -q "etcdctl version: ${version#v}"; then
-  exit 0
+# Capture output instead of piping into grep -q/head: with pipefail, a
+# reader that exits early kills etcdctl with SIGPIPE and fails the script.
+if [ -x "$out" ]; then
+  have=$("$out" version 2>/dev/null || true)
+  case "$have" in
+  *"etcdctl version: ${version#v}"*) exit 0 ;;
+  esac
 fi
 mkdir -p "$root/bin/tools"
 tmp=$(mktemp -d)
@@ -17,4 +22,5 @@ cd "$tmp"
 go mod init etcdctl-build >/dev/null 2>&1
 go get "go.etcd.io/etcd/etcdctl/v3@$version" >/dev/null 2>&1
 go build -o "$out" go.etcd.io/etcd/etcdctl/v3
-"$out" version | head -1
+got=$("$out" version)
+echo "${got%%$'\n'*}"
