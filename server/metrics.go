@@ -1,12 +1,14 @@
 package server
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cairn-kv/cairn/backend"
 	"github.com/cairn-kv/cairn/mvcc"
+	"github.com/cairn-kv/cairn/transport"
 )
 
 // Metrics
@@ -67,6 +69,7 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 			return s.backendSize(true)
 		}),
 	}
+	cs = append(cs, peerCollector{s})
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -144,4 +147,45 @@ func (s *Server) startMetrics() {
 			}
 		}
 	}()
+}
+
+// transport returns the transport once Start has created it, else nil.
+func (s *Server) transport() *transport.Transport { return s.trPub.Load() }
+
+// peerCollector exports the transport's per-peer message counters, read
+// when scraped.
+type peerCollector struct{ s *Server }
+
+var (
+	peerSentDesc = prometheus.NewDesc("cairn_network_peer_sent_messages_total",
+		"Raft messages written to the stream to a peer.", []string{"To"}, nil)
+	peerDroppedDesc = prometheus.NewDesc("cairn_network_peer_dropped_messages_total",
+		"Raft messages to a peer dropped because its stream was down or its queue full.", []string{"To"}, nil)
+	peerQueuedDesc = prometheus.NewDesc("cairn_network_peer_queued_messages",
+		"Raft messages waiting in the send queue of a peer.", []string{"To"}, nil)
+	peerActiveDesc = prometheus.NewDesc("cairn_network_peer_stream_active",
+		"Whether the stream to a peer is established (1) or not (0).", []string{"To"}, nil)
+	peerReceivedDesc = prometheus.NewDesc("cairn_network_peer_received_messages_total",
+		"Raft messages received from a peer and handed to raft.", []string{"From"}, nil)
+)
+
+func (c peerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{peerSentDesc, peerDroppedDesc, peerQueuedDesc, peerActiveDesc, peerReceivedDesc} {
+		ch <- d
+	}
+}
+
+func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
+	tr := c.s.transport()
+	if tr == nil {
+		return
+	}
+	for _, st := range tr.Stats() {
+		id := fmt.Sprintf("%x", st.ID)
+		ch <- prometheus.MustNewConstMetric(peerSentDesc, prometheus.CounterValue, float64(st.Sent), id)
+		ch <- prometheus.MustNewConstMetric(peerDroppedDesc, prometheus.CounterValue, float64(st.Dropped), id)
+		ch <- prometheus.MustNewConstMetric(peerQueuedDesc, prometheus.GaugeValue, float64(st.Queued), id)
+		ch <- prometheus.MustNewConstMetric(peerActiveDesc, prometheus.GaugeValue, boolFloat(st.Active), id)
+		ch <- prometheus.MustNewConstMetric(peerReceivedDesc, prometheus.CounterValue, float64(st.Received), id)
+	}
 }

@@ -48,9 +48,16 @@
 // goroutine reports the peer unreachable and reconnects after an exponential
 // backoff between BackoffMin and BackoffMax (50 ms .. 2 s, with jitter),
 // trying the peer's next URL. Messages from one peer are handed to
-// Raft.Process in order, by the handler goroutine of that peer's stream; a
-// message whose From/To do not match the stream headers, or a MsgSnap on a
-// stream, is dropped and logged.
+// Raft.Process in order, by the handler goroutine of that peer's stream,
+// except forwarded proposals (MsgProp): raft takes those only while it knows
+// a leader, so each stream hands them over on a goroutine of its own, in
+// order, through a bounded queue (full: dropped), and a leaderless member
+// keeps reading the heartbeats that end its leaderless state. A message not
+// addressed to this member, a message whose From is not the stream's sender
+// (except MsgProp and MsgReadIndex, which raft forwards with the original
+// requester as From), or a MsgSnap on a stream, is dropped and logged.
+// Stats returns per-peer message counters (sent, dropped, queued,
+// received), which the server exports as metrics.
 //
 // # Snapshots
 //

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -211,12 +213,20 @@ func (t *Transport) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	log := t.log.With("from", fmt.Sprintf("%x", from))
 	log.Info("stream from peer accepted")
+	received := t.receivedCounter(from)
+	props := t.proposalForwarder(ctx, log, received)
+	defer props.stop()
 	dec := newFrameDecoder(r.Body, t.cfg.MaxFrameSize)
 	for {
 		m, err := dec.decode()
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
-				log.Warn("stream from peer ended", "err", err)
+			switch {
+			case ctx.Err() != nil:
+				log.Info("stream from peer closed", "err", context.Cause(ctx), "received", received.Load())
+			case errors.Is(err, io.EOF):
+				log.Info("stream from peer ended by the peer", "received", received.Load())
+			default:
+				log.Warn("stream from peer ended", "err", err, "received", received.Load())
 			}
 			return
 		}
@@ -231,21 +241,96 @@ func (t *Transport) handleStream(w http.ResponseWriter, r *http.Request) {
 			log.Warn("dropping message", "type", m.GetType(), "err", err)
 			continue
 		}
+		if m.GetType() == raftpb.MessageType_MsgProp {
+			props.forward(m)
+			continue
+		}
 		if err := t.cfg.Raft.Process(ctx, m); err != nil {
 			if ctx.Err() != nil {
+				log.Info("stream from peer closed while raft took a message", "err", context.Cause(ctx), "received", received.Load())
 				return
 			}
 			log.Warn("raft refused message", "type", m.GetType(), "err", err)
+			continue
+		}
+		received.Add(1)
+	}
+}
+
+// proposalQueueSize bounds the proposals of one stream waiting for raft.
+const proposalQueueSize = 4096
+
+// proposalForwarder hands one stream's proposals (MsgProp forwarded by a
+// follower) to raft on a goroutine of their own. raft accepts a proposal only
+// while it knows a leader, so handing one over blocks while there is none;
+// done by the stream's reader, that would stall every later message of the
+// stream, including the new leader's heartbeats that end the leaderless
+// state (bug 1 of ROBUSTNESS.md: a resumed old leader stayed leaderless for
+// good). Proposals that do not fit the bounded queue are dropped, as raft
+// itself drops proposals it cannot take: the proposer's request times out.
+type proposalForwarder struct {
+	t        *Transport
+	log      *slog.Logger
+	queue    chan *raftpb.Message
+	cancel   context.CancelFunc
+	done     chan struct{}
+	received *atomic.Uint64
+	dropped  int
+}
+
+func (t *Transport) proposalForwarder(ctx context.Context, log *slog.Logger, received *atomic.Uint64) *proposalForwarder {
+	ctx, cancel := context.WithCancel(ctx)
+	f := &proposalForwarder{t: t, log: log, queue: make(chan *raftpb.Message, proposalQueueSize),
+		cancel: cancel, done: make(chan struct{}), received: received}
+	go func() {
+		defer close(f.done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-f.queue:
+				if err := t.cfg.Raft.Process(ctx, m); err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					log.Warn("raft refused a forwarded proposal", "err", err)
+					continue
+				}
+				received.Add(1)
+			}
+		}
+	}()
+	return f
+}
+
+// forward queues m without blocking, or drops it if the queue is full.
+func (f *proposalForwarder) forward(m *raftpb.Message) {
+	select {
+	case f.queue <- m:
+	default:
+		f.dropped++
+		if f.dropped == 1 || f.dropped%1000 == 0 {
+			f.log.Warn("dropping forwarded proposals: raft is not taking them (no leader?)", "dropped", f.dropped)
 		}
 	}
 }
 
+// stop ends the forwarder's goroutine and waits for it.
+func (f *proposalForwarder) stop() {
+	f.cancel()
+	<-f.done
+}
+
 // checkMessage checks a message received on a stream from member from.
 func (t *Transport) checkMessage(m *raftpb.Message, from uint64) error {
+	forwarded := m.GetType() == raftpb.MessageType_MsgProp || m.GetType() == raftpb.MessageType_MsgReadIndex
 	switch {
 	case m.GetTo() != t.cfg.LocalID:
 		return fmt.Errorf("%w: message to %x", ErrWrongMember, m.GetTo())
-	case m.GetFrom() != from:
+	case m.GetFrom() != from && !forwarded:
+		// raft forwards proposals and read-index requests with the
+		// original requester as From: a member that stepped down passes
+		// on what its former followers sent it.
 		return fmt.Errorf("%w: message from %x on the stream of %x", ErrBadRequest, m.GetFrom(), from)
 	case m.GetType() == raftpb.MessageType_MsgSnap:
 		return fmt.Errorf("%w: MsgSnap on a message stream", ErrBadRequest)

@@ -31,6 +31,7 @@ type peer struct {
 
 	sentMsgs    atomic.Uint64 // messages written to streams
 	sentBatches atomic.Uint64 // writes (batches) to streams
+	dropped     atomic.Uint64 // messages not queued: peer down or queue full
 
 	mu           sync.Mutex
 	urls         []string           // guarded by mu
@@ -56,12 +57,14 @@ func newPeer(t *Transport, id uint64, urls []string) *peer {
 // enqueue queues m without blocking; false if the peer is down or full.
 func (p *peer) enqueue(m *raftpb.Message) bool {
 	if p.down.Load() {
+		p.dropped.Add(1)
 		return false
 	}
 	select {
 	case p.queue <- m:
 		return true
 	default:
+		p.dropped.Add(1)
 		return false
 	}
 }

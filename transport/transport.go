@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -124,9 +125,10 @@ type Transport struct {
 	removedOnce sync.Once
 	wg          sync.WaitGroup // peer loops, snapshot senders, handlers
 
-	mu      sync.RWMutex
-	peers   map[uint64]*peer // guarded by mu
-	stopped bool             // guarded by mu
+	mu       sync.RWMutex
+	peers    map[uint64]*peer          // guarded by mu
+	received map[uint64]*atomic.Uint64 // messages handed to raft, by sender; guarded by mu
+	stopped  bool                      // guarded by mu
 
 	// corruptChunk, when set by a test, is applied to every snapshot chunk
 	// after its checksum has been accounted for.
@@ -140,12 +142,13 @@ func New(cfg Config) (*Transport, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{
-		cfg:    cfg,
-		log:    cfg.Logger.With("local", fmt.Sprintf("%x", cfg.LocalID)),
-		ctx:    ctx,
-		cancel: cancel,
-		conns:  &connSet{conns: map[net.Conn]struct{}{}},
-		peers:  map[uint64]*peer{},
+		cfg:      cfg,
+		log:      cfg.Logger.With("local", fmt.Sprintf("%x", cfg.LocalID)),
+		ctx:      ctx,
+		cancel:   cancel,
+		conns:    &connSet{conns: map[net.Conn]struct{}{}},
+		peers:    map[uint64]*peer{},
+		received: map[uint64]*atomic.Uint64{},
 	}
 	t.streamClient = &http.Client{Transport: t.newRoundTripper()}
 	t.snapClient = &http.Client{Transport: t.newRoundTripper()}
@@ -280,6 +283,48 @@ func (t *Transport) PeerStatus(id uint64) (PeerStatus, bool) {
 		return PeerStatus{}, false
 	}
 	return p.status(), true
+}
+
+// PeerStats are the message counters of the traffic with one peer, for
+// metrics and diagnosis: a peer that stops receiving while its sender keeps
+// sending shows up as Sent rising on one member and Received flat on the
+// other.
+type PeerStats struct {
+	ID       uint64
+	Active   bool   // a stream to the peer is established
+	Queued   int    // messages waiting in the send queue
+	Sent     uint64 // messages written to streams to the peer
+	Dropped  uint64 // messages not queued (peer down or queue full)
+	Received uint64 // messages from the peer handed to raft
+}
+
+// Stats returns the counters of every current peer, sorted by ID.
+func (t *Transport) Stats() []PeerStats {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]PeerStats, 0, len(t.peers))
+	for _, id := range slices.Sorted(maps.Keys(t.peers)) {
+		p := t.peers[id]
+		st := PeerStats{ID: id, Active: p.status().Active, Queued: len(p.queue),
+			Sent: p.sentMsgs.Load(), Dropped: p.dropped.Load()}
+		if c := t.received[id]; c != nil {
+			st.Received = c.Load()
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// receivedCounter returns the counter of messages received from id.
+func (t *Transport) receivedCounter(id uint64) *atomic.Uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.received[id]
+	if c == nil {
+		c = new(atomic.Uint64)
+		t.received[id] = c
+	}
+	return c
 }
 
 // ActivePeers returns the IDs of the peers with an established stream, sorted.

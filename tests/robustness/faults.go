@@ -3,8 +3,11 @@ package robustness
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,10 +157,36 @@ func (f *injector) waitHealthy() {
 			return
 		}
 		if time.Now().After(deadline) {
+			f.logPeerCounters()
 			f.c.QuitAll()
 			f.t.Fatalf("%s not healthy within 30s (goroutine stacks in the logs)", sick[0].Name)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// logPeerCounters logs every running member's leader and per-peer message
+// counters (from /metrics), the evidence of where raft messages stop.
+func (f *injector) logPeerCounters() {
+	cl := &http.Client{Timeout: 2 * time.Second}
+	for _, m := range f.c.Members {
+		if !m.Running() {
+			continue
+		}
+		resp, err := cl.Get(m.ClientURL + "/metrics")
+		if err != nil {
+			f.log("%s: /metrics: %v", m.Name, err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var lines []string
+		for _, l := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(l, "cairn_network_peer_") || strings.HasPrefix(l, "etcd_server_has_leader") {
+				lines = append(lines, l)
+			}
+		}
+		f.log("%s peer counters:\n%s", m.Name, strings.Join(lines, "\n"))
 	}
 }
 
