@@ -109,7 +109,16 @@ type Backend struct {
 	// applied is the index recorded by the last committed batch; written only
 	// by the committing goroutine, read by any.
 	applied atomic.Uint64
+	// gen counts committed batches; bumped after each commit is visible, so
+	// an iterator opened after reading gen G sees every commit up to G.
+	gen atomic.Uint64
 }
+
+// Generation returns the number of batches committed so far. An iterator
+// opened after Generation returned G holds every commit up to G; while
+// Generation still returns G, nothing newer exists, so the iterator is as
+// current as a new one (the basis of mvcc's iterator reuse).
+func (b *Backend) Generation() uint64 { return b.gen.Load() }
 
 // Open opens or creates the DB in dir.
 func Open(dir string, opts Options) (*Backend, error) {

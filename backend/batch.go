@@ -70,6 +70,7 @@ func (bt *Batch) Commit(appliedIndex uint64) error {
 	if err := bt.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("backend: commit: %w", err)
 	}
+	bt.be.gen.Add(1)
 	bt.be.applied.Store(appliedIndex)
 	return nil
 }
@@ -81,6 +82,7 @@ func (bt *Batch) CommitNoIndex() error {
 	if err := bt.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("backend: commit: %w", err)
 	}
+	bt.be.gen.Add(1)
 	return nil
 }
 

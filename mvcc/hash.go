@@ -17,11 +17,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // has got, so members with the same history agree. It returns the hash, the
 // compaction revision and the revision hashed.
 func (s *Store) HashKV(rev int64) (hash uint32, compactRev, hashRev int64, err error) {
-	it, cur, compactRev, err := s.readView()
+	it, cur, compactRev, release, err := s.readView()
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer it.Close()
+	defer release()
 	if rev <= 0 {
 		rev = cur
 	}

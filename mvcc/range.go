@@ -255,11 +255,11 @@ func checkRev(req, cur, compactRev int64) (int64, error) {
 // The header carries the revision the read saw; cluster, member and term are
 // left to the API layer. Safe on any goroutine.
 func (s *Store) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	it, cur, compactRev, err := s.readView()
+	it, cur, compactRev, release, err := s.readView()
 	if err != nil {
 		return nil, err
 	}
-	defer it.Close()
+	defer release()
 	rev, err := checkRev(r.Revision, cur, compactRev)
 	if err != nil {
 		return nil, err

@@ -61,6 +61,94 @@ type Store struct {
 	stop    chan struct{}
 	stopped chan struct{}
 	closeMu sync.Once
+
+	iters iterPool
+}
+
+// maxPooledIters bounds the idle iterators a Store keeps.
+const maxPooledIters = 32
+
+// iterPool keeps idle read iterators over the 'k' span for reuse. Opening a
+// Pebble iterator costs more than a point read (and grows the reader's
+// stack); an idle iterator is as good as a new one while the backend's
+// Generation has not moved, so reads between writes reuse them. Iterators of
+// an older generation are closed, never reused.
+type iterPool struct {
+	mu     sync.Mutex
+	gen    uint64             // guarded by mu: generation of every iterator in free
+	free   []*pebble.Iterator // guarded by mu
+	closed bool               // guarded by mu
+}
+
+// acquire returns an iterator over the 'k' span that holds every commit up
+// to the backend generation at the time of the call, and that generation.
+func (s *Store) acquireIter() (*pebble.Iterator, uint64, error) {
+	gen := s.be.Generation()
+	p := &s.iters
+	p.mu.Lock()
+	var stale []*pebble.Iterator
+	if gen > p.gen {
+		stale, p.free, p.gen = p.free, nil, gen
+	}
+	if n := len(p.free); n > 0 && gen == p.gen && !p.closed {
+		it := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.mu.Unlock()
+		return it, gen, nil
+	}
+	p.mu.Unlock()
+	for _, it := range stale {
+		_ = it.Close()
+	}
+	it, err := s.be.NewIter([]byte{prefixKV}, []byte{prefixKV + 1})
+	if err != nil {
+		return nil, 0, fmt.Errorf("mvcc: iterate: %w", err)
+	}
+	return it, gen, nil
+}
+
+// releaseIter pools it if nothing was committed since it was acquired, else
+// closes it.
+func (s *Store) releaseIter(it *pebble.Iterator, gen uint64) {
+	p := &s.iters
+	p.mu.Lock()
+	if !p.closed && gen == p.gen && gen == s.be.Generation() && len(p.free) < maxPooledIters && it.Error() == nil {
+		p.free = append(p.free, it)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	_ = it.Close()
+}
+
+// trimIters closes pooled iterators that a commit made stale, so they do not
+// pin memtables Pebble has flushed. The writer calls it after each commit.
+func (s *Store) trimIters() {
+	gen := s.be.Generation()
+	p := &s.iters
+	p.mu.Lock()
+	if p.gen == gen || len(p.free) == 0 {
+		p.mu.Unlock()
+		return
+	}
+	stale := p.free
+	p.free = nil
+	p.mu.Unlock()
+	for _, it := range stale {
+		_ = it.Close()
+	}
+}
+
+// closeIters closes the pooled iterators; later releases close theirs.
+func (s *Store) closeIters() {
+	p := &s.iters
+	p.mu.Lock()
+	free := p.free
+	p.free, p.closed = nil, true
+	p.mu.Unlock()
+	for _, it := range free {
+		_ = it.Close()
+	}
 }
 
 // New opens the store on be, restoring the revision and compaction revision,
@@ -126,6 +214,7 @@ func lastRevision(be *backend.Backend) (int64, error) {
 func (s *Store) Close() error {
 	s.closeMu.Do(func() { close(s.stop) })
 	<-s.stopped
+	s.closeIters()
 	return nil
 }
 
@@ -147,11 +236,11 @@ func (s *Store) CompactRev() int64 {
 // current revision. It returns the revision, which the iterator fully
 // contains, and the compaction revision checked after the iterator was
 // opened, so nothing at or above it was removed from the iterator's view.
-func (s *Store) readView() (it *pebble.Iterator, rev, compactRev int64, err error) {
+func (s *Store) readView() (it *pebble.Iterator, rev, compactRev int64, release func(), err error) {
 	rev = s.Rev()
-	it, err = s.be.NewIter([]byte{prefixKV}, []byte{prefixKV + 1})
+	it, gen, err := s.acquireIter()
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("mvcc: iterate: %w", err)
+		return nil, 0, 0, nil, err
 	}
-	return it, rev, s.CompactRev(), nil
+	return it, rev, s.CompactRev(), func() { s.releaseIter(it, gen) }, nil
 }

@@ -47,6 +47,7 @@ func (w *Writer) End() []*mvccpb.Event {
 		s.compactRev = w.compactRev
 	}
 	s.mu.Unlock()
+	s.trimIters()
 	if w.compacted {
 		s.kickCompactor()
 	}

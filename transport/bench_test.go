@@ -37,3 +37,33 @@ func BenchmarkSendDeliver(b *testing.B) {
 		time.Sleep(100 * time.Microsecond)
 	}
 }
+
+// BenchmarkRoundTrip measures the latency of one message to a peer and its
+// answer back (ns/op is one round trip), the transport's share of a
+// replicated write's latency.
+func BenchmarkRoundTrip(b *testing.B) {
+	a := startNode(b, 1, testCluster, "127.0.0.1:0")
+	r := startNode(b, 2, testCluster, "127.0.0.2:0")
+	back := make(chan struct{}, 1)
+	r.raft.onProcess = func(m *raftpb.Message) error {
+		r.tr.Send([]*raftpb.Message{msg(2, 1, m.GetIndex())})
+		return nil
+	}
+	a.raft.onProcess = func(*raftpb.Message) error {
+		back <- struct{}{}
+		return nil
+	}
+	connect(a, r)
+	// Both streams up before timing.
+	a.tr.Send([]*raftpb.Message{msg(1, 2, 0)})
+	<-back
+	b.ResetTimer()
+	for i := range b.N {
+		a.tr.Send([]*raftpb.Message{msg(1, 2, uint64(i))})
+		select {
+		case <-back:
+		case <-time.After(10 * time.Second):
+			b.Fatalf("round trip %d lost", i)
+		}
+	}
+}
