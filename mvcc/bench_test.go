@@ -148,3 +148,30 @@ func dirSize(t *testing.T, dir string) int64 {
 	})
 	return total
 }
+
+// BenchmarkPutRandomKeys overwrites random keys of 100,000 existing ones (the
+// load tool's put), with and without the latest-version cache.
+func BenchmarkPutRandomKeys(b *testing.B) {
+	for _, cache := range []int{-1, 0} {
+		name := "cache=off"
+		if cache == 0 {
+			name = "cache=default"
+		}
+		b.Run(name, func(b *testing.B) {
+			ts := openTestStore(b, b.TempDir(), Options{LatestCacheBytes: cache})
+			fill(b, ts, 100000)
+			val := make([]byte, 256)
+			r := rand.New(rand.NewPCG(1, 2))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				ts.apply(func(w *Writer) {
+					k := []byte(fmt.Sprintf("key-%010d", r.IntN(100000)))
+					if _, err := w.Put(&pb.PutRequest{Key: k, Value: val}); err != nil {
+						b.Fatal(err)
+					}
+				})
+			}
+		})
+	}
+}

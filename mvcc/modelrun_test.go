@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -170,18 +171,25 @@ func TestModel(t *testing.T) {
 	if testing.Short() {
 		dur /= 3
 	}
-	m := newModel()
-	g := &gen{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), m: m}
-	ts := openTestStore(t, t.TempDir(), Options{
-		CompactionChunk: 1 + g.r.IntN(4),
-		LeaseExists:     func(id int64) bool { return m.leases[id] },
-	})
-	deadline := time.Now().Add(dur)
-	steps := 0
-	for ; time.Now().Before(deadline) || steps < 500; steps++ {
-		runStep(t, g, ts, m)
+	// The latest-version cache: default size, so small that most writes
+	// evict (a few entries), and off.
+	for _, cache := range []int{0, 2000, -1} {
+		t.Run(fmt.Sprintf("latest-cache=%d", cache), func(t *testing.T) {
+			m := newModel()
+			g := &gen{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), m: m}
+			ts := openTestStore(t, t.TempDir(), Options{
+				CompactionChunk:  1 + g.r.IntN(4),
+				LeaseExists:      func(id int64) bool { return m.leases[id] },
+				LatestCacheBytes: cache,
+			})
+			deadline := time.Now().Add(dur / 3)
+			steps := 0
+			for ; time.Now().Before(deadline) || steps < 500; steps++ {
+				runStep(t, g, ts, m)
+			}
+			t.Logf("%d steps, rev %d, compact rev %d", steps, m.rev, m.compactRev)
+		})
 	}
-	t.Logf("%d steps, rev %d, compact rev %d", steps, m.rev, m.compactRev)
 }
 
 func runStep(t *testing.T, g *gen, ts *testStore, m *model) {

@@ -40,6 +40,10 @@ type Options struct {
 	LeaseExists func(id int64) bool
 	// CompactionChunk is the number of user keys per compaction batch.
 	CompactionChunk int
+	// LatestCacheBytes bounds the cache of recently written keys' newest
+	// versions that puts consult for the previous version; 0 means
+	// DefaultLatestCacheBytes, negative disables the cache.
+	LatestCacheBytes int
 }
 
 // Store is the revisioned key-value store.
@@ -62,7 +66,8 @@ type Store struct {
 	stopped chan struct{}
 	closeMu sync.Once
 
-	iters iterPool
+	iters  iterPool
+	latest *latestCache // nil when disabled
 }
 
 // maxPooledIters bounds the idle iterators a Store keeps.
@@ -160,12 +165,18 @@ func New(be *backend.Backend, opts Options) (*Store, error) {
 	if opts.CompactionChunk <= 0 {
 		opts.CompactionChunk = DefaultCompactionChunk
 	}
+	if opts.LatestCacheBytes == 0 {
+		opts.LatestCacheBytes = DefaultLatestCacheBytes
+	}
 	s := &Store{
 		be: be, opts: opts, log: opts.Logger,
 		progress: make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
+	}
+	if opts.LatestCacheBytes > 0 {
+		s.latest = newLatestCache(opts.LatestCacheBytes)
 	}
 	var err error
 	if s.compactRev, err = readMetaInt(be, metaCompact); err != nil {

@@ -24,6 +24,9 @@ type Writer struct {
 	sub        int64 // next sub revision inside rev
 	changed    bool  // the current request bumped rev
 	events     []*mvccpb.Event
+	// latest holds the newest version of every key this writer changed
+	// (nil: deleted), merged into the store's cache by End.
+	latest map[string]*mvccpb.KeyValue
 }
 
 // Write begins a Writer over bt. One Writer per batch.
@@ -47,6 +50,8 @@ func (w *Writer) End() []*mvccpb.Event {
 		s.compactRev = w.compactRev
 	}
 	s.mu.Unlock()
+	s.latest.merge(w.latest)
+	w.latest = nil
 	s.trimIters()
 	if w.compacted {
 		s.kickCompactor()
@@ -64,6 +69,26 @@ func (w *Writer) iter() (*pebble.Iterator, error) {
 		return nil, fmt.Errorf("mvcc: iterate batch: %w", err)
 	}
 	return it, nil
+}
+
+// prev returns the newest version of key as seen through the writer (nil if
+// absent): from its own changes, else the store's cache, else a seek.
+func (w *Writer) prev(it *pebble.Iterator, key []byte) (*mvccpb.KeyValue, error) {
+	if kv, ok := w.latest[string(key)]; ok {
+		return kv, nil
+	}
+	if kv, ok := w.s.latest.get(key); ok {
+		return kv, nil
+	}
+	return latest(it, key, w.rev)
+}
+
+// remember records key's newest version after a change by this writer.
+func (w *Writer) remember(key []byte, kv *mvccpb.KeyValue) {
+	if w.latest == nil {
+		w.latest = map[string]*mvccpb.KeyValue{}
+	}
+	w.latest[string(key)] = kv
 }
 
 // beginRequest starts a request: its first change bumps the revision.
@@ -87,7 +112,7 @@ func (w *Writer) leaseExists(id int64) bool {
 // checkPut validates a put against the current state (it) without writing.
 func (w *Writer) checkPut(it *pebble.Iterator, p *pb.PutRequest) error {
 	if p.IgnoreValue || p.IgnoreLease {
-		prev, err := latest(it, p.Key, w.rev)
+		prev, err := w.prev(it, p.Key)
 		if err != nil {
 			return err
 		}
@@ -117,7 +142,7 @@ func (w *Writer) Put(p *pb.PutRequest) (*pb.PutResponse, error) {
 
 // put writes a checked put.
 func (w *Writer) put(it *pebble.Iterator, p *pb.PutRequest) (*pb.PutResponse, error) {
-	prev, err := latest(it, p.Key, w.rev)
+	prev, err := w.prev(it, p.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +164,7 @@ func (w *Writer) put(it *pebble.Iterator, p *pb.PutRequest) (*pb.PutResponse, er
 	if err := w.record(kv.Key, rev, encodePut(kv)); err != nil {
 		return nil, err
 	}
+	w.remember(kv.Key, kv)
 	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.PUT, Kv: kv, PrevKv: prev})
 	resp := &pb.PutResponse{Header: &pb.ResponseHeader{Revision: w.rev}}
 	if p.PrevKv {
@@ -182,6 +208,7 @@ func (w *Writer) deleteRange(it *pebble.Iterator, d *pb.DeleteRangeRequest) (*pb
 		if err := w.record(prev.Key, rev, tombstoneValue); err != nil {
 			return nil, err
 		}
+		w.remember(prev.Key, nil)
 		w.events = append(w.events, &mvccpb.Event{
 			Type:   mvccpb.DELETE,
 			Kv:     &mvccpb.KeyValue{Key: prev.Key, ModRevision: rev.main},
