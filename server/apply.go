@@ -23,6 +23,16 @@ import (
 // catches up from the log rather than needing a state copy.
 const catchUpEntries = 5000
 
+// The in-memory raft log is bounded by bytes as well as by entries: large
+// entries (big values, many-op transactions) would otherwise keep up to
+// --snapshot-count of them in memory. A snapshot is taken once maxLogBytes
+// of entries were applied since the last one, and the entries kept for
+// catching up hold about catchUpBytes at most.
+const (
+	maxLogBytes  = 64 << 20
+	catchUpBytes = 16 << 20
+)
+
 // pendingResult is a result to hand a waiting proposer once the batch that
 // produced it is committed.
 type pendingResult struct {
@@ -91,6 +101,7 @@ func (s *Server) applyBatch(ap *raftnode.Apply) error {
 			s.log.Error("unsupported entry type: ignored", "index", idx, "type", e.GetType())
 		}
 		last = idx
+		s.logBytes += uint64(len(e.GetData()))
 	}
 	if last == applied {
 		return nil
@@ -275,14 +286,15 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) error {
 	return s.snapDir.RemoveStagedThrough(at)
 }
 
-// maybeSnapshot takes a snapshot once SnapshotCount entries were applied
-// since the last one: state made durable, marker written, raft log and WAL
-// trimmed.
+// maybeSnapshot takes a snapshot once SnapshotCount entries (or maxLogBytes
+// of entries) were applied since the last one: state made durable, marker
+// written, raft log and WAL trimmed.
 func (s *Server) maybeSnapshot() error {
 	applied := s.applied.Load()
-	if applied-s.snapshotIndex < s.cfg.SnapshotCount {
+	if applied-s.snapshotIndex < s.cfg.SnapshotCount && s.logBytes < maxLogBytes {
 		return nil
 	}
+	since := max(applied-s.snapshotIndex, 1)
 	be, _ := s.store()
 	durable, err := be.Sync()
 	if err != nil {
@@ -294,6 +306,7 @@ func (s *Server) maybeSnapshot() error {
 	sn, err := s.raftStorage.CreateSnapshot(applied, s.confState, nil)
 	if err != nil {
 		if err == raft.ErrSnapOutOfDate {
+			s.logBytes = 0
 			return nil
 		}
 		return fmt.Errorf("server: create snapshot at %d: %w", applied, err)
@@ -302,8 +315,14 @@ func (s *Server) maybeSnapshot() error {
 	if err := s.wal.SaveSnapshot(wal.Snapshot{Index: meta.GetIndex(), Term: meta.GetTerm(), ConfState: meta.GetConfState()}); err != nil {
 		return err
 	}
-	s.snapshotIndex = applied
+	// Entries to keep for catching up: catchUpEntries, fewer if the recent
+	// entries are large (estimated from their average size).
 	keep := min(uint64(catchUpEntries), s.cfg.SnapshotCount)
+	if avg := s.logBytes / since; avg > 0 {
+		keep = min(keep, max(catchUpBytes/avg, 1))
+	}
+	s.snapshotIndex = applied
+	s.logBytes = 0
 	if applied > keep {
 		if err := s.raftStorage.Compact(applied - keep); err != nil && err != raft.ErrCompacted {
 			return fmt.Errorf("server: compact raft log: %w", err)

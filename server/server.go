@@ -78,7 +78,8 @@ type Server struct {
 	// Owned by the apply goroutine.
 	confState      *raftpb.ConfState
 	snapshotIndex  uint64
-	membersChanged bool // in the batch being applied
+	logBytes       uint64 // entry bytes applied since the last snapshot
+	membersChanged bool   // in the batch being applied
 
 	joinPeers []membership.Member // join only: the peers to reach first
 
