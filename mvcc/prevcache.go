@@ -78,11 +78,14 @@ func (c *latestCache) merge(changes map[string]*mvccpb.KeyValue) {
 		c.entries[k] = kv
 		c.size += cost
 	}
+	if c.size <= c.budget {
+		return
+	}
 	for k, kv := range c.entries {
+		c.size -= entryCost(k, kv)
+		delete(c.entries, k)
 		if c.size <= c.budget {
 			break
 		}
-		c.size -= entryCost(k, kv)
-		delete(c.entries, k)
 	}
 }

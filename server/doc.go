@@ -48,7 +48,8 @@
 // requests that may grow the store are refused before proposing and again
 // when applied (see alarm.go). A write that would take the backend over
 // --quota-backend-bytes raises NOSPACE for this member. Metrics use etcd's
-// names and a registry passed to [Server.RegisterMetrics] (metrics.go).
+// names and a registry passed to [Server.RegisterMetrics] (metrics.go), plus
+// cairn_network_peer_* counters from the transport's per-peer status.
 //
 // # Reads
 //

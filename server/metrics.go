@@ -8,7 +8,6 @@ import (
 
 	"github.com/cairn-kv/cairn/backend"
 	"github.com/cairn-kv/cairn/mvcc"
-	"github.com/cairn-kv/cairn/transport"
 )
 
 // Metrics
@@ -149,11 +148,9 @@ func (s *Server) startMetrics() {
 	}()
 }
 
-// transport returns the transport once Start has created it, else nil.
-func (s *Server) transport() *transport.Transport { return s.trPub.Load() }
-
 // peerCollector exports the transport's per-peer message counters, read
-// when scraped.
+// when scraped. Like the gauges above it reads fields that Start sets before
+// it starts serving the client listener, where /metrics is scraped.
 type peerCollector struct{ s *Server }
 
 var (
@@ -176,13 +173,12 @@ func (c peerCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
-	tr := c.s.transport()
-	if tr == nil {
+	if c.s.tr == nil {
 		return
 	}
-	for _, st := range tr.Stats() {
+	for _, st := range c.s.tr.Peers() {
 		id := fmt.Sprintf("%x", st.ID)
-		ch <- prometheus.MustNewConstMetric(peerSentDesc, prometheus.CounterValue, float64(st.Sent), id)
+		ch <- prometheus.MustNewConstMetric(peerSentDesc, prometheus.CounterValue, float64(st.MessagesSent), id)
 		ch <- prometheus.MustNewConstMetric(peerDroppedDesc, prometheus.CounterValue, float64(st.Dropped), id)
 		ch <- prometheus.MustNewConstMetric(peerQueuedDesc, prometheus.GaugeValue, float64(st.Queued), id)
 		ch <- prometheus.MustNewConstMetric(peerActiveDesc, prometheus.GaugeValue, boolFloat(st.Active), id)

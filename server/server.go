@@ -64,8 +64,7 @@ type Server struct {
 	raftStorage *raft.MemoryStorage
 	node        *raftnode.Node
 	tr          *transport.Transport
-	trPub       atomic.Pointer[transport.Transport] // tr, for readers that may run before Start (metrics)
-	peers       []raft.Peer                         // bootstrap only
+	peers       []raft.Peer // bootstrap only
 
 	waits  *wait.Registry
 	lease  *leaseMember // set by the first openStore

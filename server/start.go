@@ -62,7 +62,6 @@ func (s *Server) Start(api ClientAPI) error {
 		closeAll(s.clientLn)
 		return err
 	}
-	s.trPub.Store(s.tr)
 	s.readNotifier = newNotifier()
 	be, _ := s.store()
 	s.setApplied(be.AppliedIndex())

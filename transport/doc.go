@@ -56,8 +56,8 @@
 // addressed to this member, a message whose From is not the stream's sender
 // (except MsgProp and MsgReadIndex, which raft forwards with the original
 // requester as From), or a MsgSnap on a stream, is dropped and logged.
-// Stats returns per-peer message counters (sent, dropped, queued,
-// received), which the server exports as metrics.
+// PeerStatus and Peers report each peer's stream state and message counters
+// (sent, dropped, queued, received), which the server exports as metrics.
 //
 // # Snapshots
 //

@@ -269,19 +269,17 @@ const proposalQueueSize = 4096
 // good). Proposals that do not fit the bounded queue are dropped, as raft
 // itself drops proposals it cannot take: the proposer's request times out.
 type proposalForwarder struct {
-	t        *Transport
-	log      *slog.Logger
-	queue    chan *raftpb.Message
-	cancel   context.CancelFunc
-	done     chan struct{}
-	received *atomic.Uint64
-	dropped  int
+	log     *slog.Logger
+	queue   chan *raftpb.Message
+	cancel  context.CancelFunc
+	done    chan struct{}
+	dropped int // only the stream's reader touches it
 }
 
 func (t *Transport) proposalForwarder(ctx context.Context, log *slog.Logger, received *atomic.Uint64) *proposalForwarder {
 	ctx, cancel := context.WithCancel(ctx)
-	f := &proposalForwarder{t: t, log: log, queue: make(chan *raftpb.Message, proposalQueueSize),
-		cancel: cancel, done: make(chan struct{}), received: received}
+	f := &proposalForwarder{log: log, queue: make(chan *raftpb.Message, proposalQueueSize),
+		cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(f.done)
 		for {

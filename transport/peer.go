@@ -89,6 +89,7 @@ func (p *peer) status() PeerStatus {
 	return PeerStatus{
 		ID: p.id, URLs: slices.Clone(p.urls), Active: p.active, Since: p.since, LastError: p.lastErr,
 		MessagesSent: p.sentMsgs.Load(), BatchesSent: p.sentBatches.Load(),
+		Dropped: p.dropped.Load(), Queued: len(p.queue),
 	}
 }
 

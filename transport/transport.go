@@ -272,47 +272,55 @@ type PeerStatus struct {
 
 	MessagesSent uint64 // messages written to streams to this peer
 	BatchesSent  uint64 // writes those messages took
+	Dropped      uint64 // messages not queued: peer down or queue full
+	Queued       int    // messages waiting in the send queue
+	// Received counts messages from the peer handed to raft. A peer that
+	// stops receiving while its sender keeps sending shows up as
+	// MessagesSent rising on one member and Received flat on the other.
+	Received uint64
 }
 
 // PeerStatus returns the status of the stream to id.
 func (t *Transport) PeerStatus(id uint64) (PeerStatus, bool) {
 	t.mu.RLock()
+	defer t.mu.RUnlock()
 	p := t.peers[id]
-	t.mu.RUnlock()
 	if p == nil {
 		return PeerStatus{}, false
 	}
-	return p.status(), true
+	return t.statusLocked(p), true
 }
 
-// PeerStats are the message counters of the traffic with one peer, for
-// metrics and diagnosis: a peer that stops receiving while its sender keeps
-// sending shows up as Sent rising on one member and Received flat on the
-// other.
-type PeerStats struct {
-	ID       uint64
-	Active   bool   // a stream to the peer is established
-	Queued   int    // messages waiting in the send queue
-	Sent     uint64 // messages written to streams to the peer
-	Dropped  uint64 // messages not queued (peer down or queue full)
-	Received uint64 // messages from the peer handed to raft
-}
-
-// Stats returns the counters of every current peer, sorted by ID.
-func (t *Transport) Stats() []PeerStats {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	out := make([]PeerStats, 0, len(t.peers))
-	for _, id := range slices.Sorted(maps.Keys(t.peers)) {
-		p := t.peers[id]
-		st := PeerStats{ID: id, Active: p.status().Active, Queued: len(p.queue),
-			Sent: p.sentMsgs.Load(), Dropped: p.dropped.Load()}
-		if c := t.received[id]; c != nil {
-			st.Received = c.Load()
+// ActivePeers returns the IDs of the peers with an established stream, sorted.
+func (t *Transport) ActivePeers() []uint64 {
+	var out []uint64
+	for _, st := range t.Peers() {
+		if st.Active {
+			out = append(out, st.ID)
 		}
-		out = append(out, st)
 	}
 	return out
+}
+
+// Peers returns the status of every current peer, sorted by ID.
+func (t *Transport) Peers() []PeerStatus {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]PeerStatus, 0, len(t.peers))
+	for _, id := range slices.Sorted(maps.Keys(t.peers)) {
+		out = append(out, t.statusLocked(t.peers[id]))
+	}
+	return out
+}
+
+// statusLocked is p's status with the count of messages received from it.
+// t.mu is held.
+func (t *Transport) statusLocked(p *peer) PeerStatus {
+	st := p.status()
+	if c := t.received[p.id]; c != nil {
+		st.Received = c.Load()
+	}
+	return st
 }
 
 // receivedCounter returns the counter of messages received from id.
@@ -325,19 +333,6 @@ func (t *Transport) receivedCounter(id uint64) *atomic.Uint64 {
 		t.received[id] = c
 	}
 	return c
-}
-
-// ActivePeers returns the IDs of the peers with an established stream, sorted.
-func (t *Transport) ActivePeers() []uint64 {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	var out []uint64
-	for _, id := range slices.Sorted(maps.Keys(t.peers)) {
-		if t.peers[id].status().Active {
-			out = append(out, id)
-		}
-	}
-	return out
 }
 
 // Stop closes every stream and connection and waits for every goroutine the

@@ -43,8 +43,8 @@ func TestMessagesDeliveredInOrderBetweenTwo(t *testing.T) {
 	waitFor(t, 5*time.Second, "active peers", func() bool {
 		return slices.Equal(a.tr.ActivePeers(), []uint64{2}) && slices.Equal(b.tr.ActivePeers(), []uint64{1})
 	})
-	for _, st := range [][]PeerStats{a.tr.Stats(), b.tr.Stats()} {
-		if len(st) != 1 || st[0].Sent != n || st[0].Received != n || st[0].Dropped != 0 || !st[0].Active {
+	for _, st := range [][]PeerStatus{a.tr.Peers(), b.tr.Peers()} {
+		if len(st) != 1 || st[0].MessagesSent != n || st[0].Received != n || st[0].Dropped != 0 || !st[0].Active {
 			t.Fatalf("stats = %+v, want one peer with %d sent and received, none dropped", st, n)
 		}
 	}
@@ -310,7 +310,7 @@ func TestSendNeverBlocksWhenPeerIsDown(t *testing.T) {
 	if a.raft.unreachableCount(2) == 0 || a.raft.unreachableCount(3) == 0 {
 		t.Fatalf("unreachable reports: 2→%d 3→%d", a.raft.unreachableCount(2), a.raft.unreachableCount(3))
 	}
-	for _, st := range a.tr.Stats() {
+	for _, st := range a.tr.Peers() {
 		if st.Dropped == 0 || st.Queued > 16 {
 			t.Fatalf("peer %x: %+v, want drops and at most 16 queued", st.ID, st)
 		}
