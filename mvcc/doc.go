@@ -36,7 +36,7 @@
 // versions). Two bounded caches save Pebble work on hot paths: a put needs
 // its key's previous version (create revision, version, lease, and the value
 // for prev_kv and watch events), which the write-through latest-version cache
-// (Options.LatestCacheBytes, 48 MiB by default) holds for recently written
+// (Options.LatestCacheBytes, 16 MiB by default) holds for recently written
 // keys, filled only from committed writers in End; and idle read iterators
 // are pooled while the backend's commit generation is unchanged (a commit
 // closes them), so reads between writes do not open a new Pebble iterator.

@@ -8,11 +8,11 @@ import (
 
 // DefaultLatestCacheBytes is the default budget of the latest-version cache
 // (Options.LatestCacheBytes).
-const DefaultLatestCacheBytes = 48 << 20
+const DefaultLatestCacheBytes = 16 << 20
 
 // latestEntryOverhead approximates the memory of one cached version beyond
 // its key and value bytes (map slot, entry, KeyValue struct).
-const latestEntryOverhead = 160
+const latestEntryOverhead = 240
 
 // latestCache remembers the newest version of recently written keys, so a
 // put finds its previous version (create revision, version, lease, and the

@@ -29,8 +29,8 @@ const catchUpEntries = 5000
 // of entries were applied since the last one, and the entries kept for
 // catching up hold about catchUpBytes at most.
 const (
-	maxLogBytes  = 64 << 20
-	catchUpBytes = 16 << 20
+	maxLogBytes  = 16 << 20
+	catchUpBytes = 4 << 20
 )
 
 // pendingResult is a result to hand a waiting proposer once the batch that
@@ -50,6 +50,9 @@ func (s *Server) applyLoop() {
 			return
 		}
 		close(ap.Applied)
+		if n := len(ap.Entries); n > 0 {
+			s.handled.Store(ap.Entries[n-1].GetIndex())
+		}
 		if err := s.maybeSnapshot(); err != nil {
 			s.fail(err)
 			return

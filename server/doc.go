@@ -29,7 +29,10 @@
 //     a data dir that belongs to another cluster or member is refused.
 //
 // In every case the member list starts as the store has it and is changed
-// only by applying the log, so every member rebuilds it identically.
+// only by applying the log, so every member rebuilds it identically. A
+// member that is the only voter campaigns as soon as the entries committed
+// before the start are applied, instead of waiting out the election
+// timeout; with other voters the timeout stands.
 //
 // # Apply
 //

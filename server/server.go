@@ -70,7 +70,10 @@ type Server struct {
 	lease  *leaseMember // set by the first openStore
 	reqIDs *idgen.Generator
 
-	applied   atomic.Uint64
+	applied atomic.Uint64
+	// handled is the index of the last entry the apply loop went through,
+	// applying it or (at or below the store's index) replaying it.
+	handled   atomic.Uint64
 	appliedMu sync.Mutex
 	appliedCh chan struct{} // closed and replaced whenever applied advances; guarded by appliedMu
 

@@ -85,10 +85,11 @@ func (s *Server) Start(api ClientAPI) error {
 	}
 	s.peerSrv = &http.Server{Handler: s.peerMux(), ReadHeaderTimeout: 10 * time.Second}
 	transport.ConfigureServer(s.peerSrv)
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.applyLoop()
 	go s.readLoop()
 	go s.publish()
+	go s.campaignIfAlone()
 	s.startMetrics()
 	s.startLeases()
 	s.serve(s.peerSrv, s.peerLn)
@@ -97,6 +98,42 @@ func (s *Server) Start(api ClientAPI) error {
 	s.log.Info("member started", "name", s.cfg.Name, "member", fmt.Sprintf("%x", s.id),
 		"cluster", fmt.Sprintf("%x", s.cluster.ID()), "peer", s.PeerAddrs(), "client", s.ClientAddrs())
 	return nil
+}
+
+// campaignIfAlone starts an election at once when this member is the only
+// voter, instead of waiting out the election timeout (1 s by default, the
+// bulk of a single member's restart time). raft starts with the last
+// snapshot's configuration and replays later changes as the apply loop goes
+// through the committed entries, so it first waits until those are handled;
+// only then is raft's configuration the one to judge by. With other voters
+// it does nothing: they may have a leader, and the timeout is what lets one
+// be heard from first. It gives up when the election timeout passes (the
+// timeout itself campaigns then).
+func (s *Server) campaignIfAlone() {
+	defer s.wg.Done()
+	st := s.node.RaftStatus()
+	commit, start := st.GetCommit(), st.Applied
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(s.cfg.ElectionTimeout)
+	for start < commit && s.handled.Load() < commit {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			return
+		case <-s.stopc:
+			return
+		}
+	}
+	voters := s.node.RaftStatus().Config.Voters.IDs()
+	if _, ok := voters[s.id]; !ok || len(voters) != 1 || s.node.Leader() != 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ElectionTimeout)
+	defer cancel()
+	if err := s.node.Campaign(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("campaign at start failed", "err", err)
+	}
 }
 
 // initialPeers lists the peers to reach at start.

@@ -94,10 +94,7 @@ func scanAll(fsys vfs.FS, dir string, segs []segment, r *logReader) ([]byte, sca
 		path := filepath.Join(dir, s.name())
 		r.file = path
 		var err error
-		if buf, err = readSegmentFile(fsys, path); err != nil {
-			return nil, scanResult{}, err
-		}
-		res, err = scanSegment(path, buf, res.crc, i > 0, i == len(segs)-1, r.visit)
+		buf, res, err = scanSegmentFile(fsys, path, res.crc, i > 0, i == len(segs)-1, r.visit)
 		if err != nil {
 			return nil, scanResult{}, err
 		}

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
@@ -95,6 +96,80 @@ func readSegmentFile(fs vfs.FS, path string) ([]byte, error) {
 		return nil, fmt.Errorf("wal: read %s: %w", path, err)
 	}
 	return buf, nil
+}
+
+// trimChunk is the unit in which readSegmentTrimmed looks for the end of a
+// segment's data, from the back.
+const trimChunk = 1 << 20
+
+// readSegmentTrimmed reads a segment up to its last non-zero byte. The
+// newest segment is preallocated and mostly zeros; reading all of it would
+// cost a restart tens of milliseconds and tens of megabytes of memory for
+// nothing. trimmed reports whether zeros were left out: the caller must
+// then fall back to readSegmentFile unless the trimmed contents decode
+// cleanly to their very end (see scanSegmentFile).
+func readSegmentTrimmed(fs vfs.FS, path string) (buf []byte, trimmed bool, err error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, false, fmt.Errorf("wal: open %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, false, fmt.Errorf("wal: stat %s: %w", path, err)
+	}
+	size := st.Size()
+	if size > maxSegmentRead {
+		return nil, false, &CorruptionError{File: path, Err: fmt.Errorf("%w: segment of %d bytes", ErrCorrupt, size)}
+	}
+	chunk := make([]byte, min(size, trimChunk))
+	zeros := make([]byte, len(chunk))
+	end := int64(0)
+	for pos := size; pos > 0 && end == 0; {
+		n := min(int64(len(chunk)), pos)
+		pos -= n
+		if _, err := f.ReadAt(chunk[:n], pos); err != nil {
+			return nil, false, fmt.Errorf("wal: read %s: %w", path, err)
+		}
+		if bytes.Equal(chunk[:n], zeros[:n]) {
+			continue
+		}
+		for i := n - 1; i >= 0; i-- {
+			if chunk[i] != 0 {
+				end = pos + i + 1
+				break
+			}
+		}
+	}
+	buf = make([]byte, end)
+	if _, err := f.ReadAt(buf, 0); err != nil && len(buf) > 0 {
+		return nil, false, fmt.Errorf("wal: read %s: %w", path, err)
+	}
+	return buf, end < size, nil
+}
+
+// scanSegmentFile reads and scans the segment at path (see scanSegment).
+// It first reads only up to the last non-zero byte; if that part does not
+// decode cleanly to its end (a record that ends in zero bytes, a torn
+// tail, damage), it reads the whole file and scans that instead, so the
+// outcome, torn-tail judgement included, is that of scanning everything.
+// visit runs only in the scan whose outcome counts. It returns the
+// contents scanned.
+func scanSegmentFile(fs vfs.FS, path string, prev uint32, continued, last bool, visit func(rec record, off int) error) ([]byte, scanResult, error) {
+	buf, trimmed, err := readSegmentTrimmed(fs, path)
+	if err != nil {
+		return nil, scanResult{}, err
+	}
+	if trimmed {
+		res, err := scanSegment(path, buf, prev, continued, last, func(record, int) error { return nil })
+		if err != nil || res.torn || res.end != len(buf) {
+			if buf, err = readSegmentFile(fs, path); err != nil {
+				return nil, scanResult{}, err
+			}
+		}
+	}
+	res, err := scanSegment(path, buf, prev, continued, last, visit)
+	return buf, res, err
 }
 
 // scanResult is where the decoding of one segment stopped.
