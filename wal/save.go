@@ -3,6 +3,7 @@ package wal
 import (
 	"fmt"
 	"path/filepath"
+	"sync"
 
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -23,6 +24,29 @@ type batch struct {
 type cut struct {
 	pos, headEnd int
 	seg          segment
+}
+
+// maxPooledBuf is the largest buffer kept for reuse: a Save of huge
+// entries should not pin their size in memory for good.
+const maxPooledBuf = 4 << 20
+
+// bufPool recycles request payloads and batch buffers, which every Save
+// would otherwise allocate and grow anew (a sixth of the bytes a member
+// allocates under writes).
+var bufPool sync.Pool
+
+func getBuf() []byte {
+	if p, ok := bufPool.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return nil
+}
+
+func putBuf(b []byte) {
+	if cap(b) == 0 || cap(b) > maxPooledBuf {
+		return
+	}
+	bufPool.Put(&b)
 }
 
 // request is one Save, its payloads encoded outside the lock.
@@ -57,7 +81,7 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) er
 	if empty && len(ents) == 0 {
 		return nil
 	}
-	r := &request{sync: mustSync}
+	r := &request{sync: mustSync, payload: getBuf()}
 	for _, e := range ents {
 		start := len(r.payload)
 		r.payload = encodeEntry(r.payload, e)
@@ -104,10 +128,12 @@ func (w *WAL) commit(r *request) error {
 	}
 	b := w.pending
 	if b == nil {
-		b = &batch{done: make(chan struct{})}
+		b = &batch{done: make(chan struct{}), buf: getBuf()}
 		w.pending = b
 	}
 	w.encodeLocked(b, r)
+	putBuf(r.payload)
+	r.payload = nil
 	if w.flushing {
 		w.mu.Unlock()
 		<-b.done
@@ -131,6 +157,8 @@ func (w *WAL) commit(r *request) error {
 		if err != nil {
 			next.err = w.broken
 		}
+		putBuf(next.buf)
+		next.buf = nil
 		close(next.done)
 	}
 	w.flushing = false
