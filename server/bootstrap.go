@@ -103,7 +103,7 @@ func (s *Server) openStore() error {
 	if err != nil {
 		return err
 	}
-	kv, err := mvcc.New(be, mvcc.Options{LeaseExists: s.leaseExists})
+	kv, err := mvcc.New(be, mvcc.Options{LeaseExists: s.leaseExists, LatestCacheBytes: latestCacheBytes(s.cfg.LatestCacheBytes)})
 	if err != nil {
 		be.Close()
 		return err
@@ -343,4 +343,13 @@ func (s *Server) checkRestartConfig(md wal.Metadata) error {
 			ErrMisconfigured, s.cfg.DataDir, md.ClusterID, token, s.cfg.InitialClusterToken)
 	}
 	return nil
+}
+
+// latestCacheBytes maps --latest-cache-bytes (0: off) to mvcc's option
+// (0: its default, negative: off).
+func latestCacheBytes(flag int64) int {
+	if flag == 0 {
+		return -1
+	}
+	return int(flag)
 }

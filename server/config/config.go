@@ -97,6 +97,7 @@ type Config struct {
 	SnapshotCount     uint64 // applied entries between snapshots
 	QuotaBackendBytes int64  // database size that triggers the space alarm
 	MaxRequestBytes   uint   // largest client request accepted
+	LatestCacheBytes  int64  // budget of the store's latest-version cache; 0: off
 
 	// WatchProgressNotifyInterval is the period of progress notifications
 	// to watches that ask for them.
@@ -142,7 +143,8 @@ const (
 	DefaultElectionTimeout     = 1000 * time.Millisecond
 	DefaultSnapshotCount       = 10000
 	DefaultQuotaBackendBytes   = 2 << 30
-	DefaultMaxRequestBytes     = 1572864 // 1.5 MiB
+	DefaultLatestCacheBytes    = 16 << 20 // mvcc.DefaultLatestCacheBytes, for library users of mvcc
+	DefaultMaxRequestBytes     = 1572864  // 1.5 MiB
 
 	DefaultWatchProgressNotifyInterval = 10 * time.Minute
 	DefaultCorruptCheckTime            = time.Minute
@@ -150,6 +152,7 @@ const (
 	MaxElectionTimeout   = 50 * time.Second
 	MinElectionHeartbeat = 5 // ElectionTimeout >= 5 * HeartbeatInterval
 	MaxQuotaBackendBytes = 100 << 30
+	MaxLatestCacheBytes  = 64 << 30
 	MaxMaxRequestBytes   = 64 << 20
 )
 
@@ -179,6 +182,7 @@ func underivedDefault() Config {
 		SnapshotCount:               DefaultSnapshotCount,
 		QuotaBackendBytes:           DefaultQuotaBackendBytes,
 		MaxRequestBytes:             DefaultMaxRequestBytes,
+		LatestCacheBytes:            DefaultLatestCacheBytes,
 		WatchProgressNotifyInterval: DefaultWatchProgressNotifyInterval,
 		CorruptCheckTime:            DefaultCorruptCheckTime,
 		LogLevel:                    slog.LevelInfo,

@@ -41,6 +41,7 @@ func TestDefault(t *testing.T) {
 		SnapshotCount:               10000,
 		QuotaBackendBytes:           2 * 1024 * 1024 * 1024,
 		MaxRequestBytes:             1572864,
+		LatestCacheBytes:            16 << 20,
 		WatchProgressNotifyInterval: 10 * time.Minute,
 		CorruptCheckTime:            time.Minute,
 		LogLevel:                    slog.LevelInfo,

@@ -29,6 +29,7 @@ const (
 	optSnapshotCount
 	optQuotaBackendBytes
 	optMaxRequestBytes
+	optLatestCacheBytes
 	optWatchProgressNotifyInterval
 	optCorruptCheckTime
 	optLogLevel
@@ -112,6 +113,13 @@ func optionTable() []option {
 				return intErr(err)
 			},
 			func(c *Config) string { return strconv.FormatUint(uint64(c.MaxRequestBytes), 10) }},
+		{optLatestCacheBytes, "latest-cache-bytes", "bytes", false, "",
+			"memory for the newest versions of recently written keys, which spares a put the store lookup of its previous version; 0 turns the cache off",
+			func(c *Config, v string) (err error) {
+				c.LatestCacheBytes, err = strconv.ParseInt(v, 10, 64)
+				return intErr(err)
+			},
+			func(c *Config) string { return strconv.FormatInt(c.LatestCacheBytes, 10) }},
 		{optWatchProgressNotifyInterval, "watch-progress-notify-interval", "duration", false, "",
 			"period of progress notifications to watches that ask for them (e.g. 10m; integer nanoseconds also accepted)",
 			func(c *Config, v string) (err error) {

@@ -78,6 +78,7 @@ func singleOptionCases(t *testing.T) []struct {
 		{"snapshot-count", "5", func(c *Config) { c.SnapshotCount = 5 }},
 		{"quota-backend-bytes", "1024", func(c *Config) { c.QuotaBackendBytes = 1024 }},
 		{"max-request-bytes", "2048", func(c *Config) { c.MaxRequestBytes = 2048 }},
+		{"latest-cache-bytes", "0", func(c *Config) { c.LatestCacheBytes = 0 }},
 		{"watch-progress-notify-interval", "90s", func(c *Config) { c.WatchProgressNotifyInterval = 90 * time.Second }},
 		{"corrupt-check-time", "5s", func(c *Config) { c.CorruptCheckTime = 5 * time.Second }},
 		{"log-level", "WARN", func(c *Config) { c.LogLevel = slog.LevelWarn }},

@@ -211,6 +211,10 @@ func (p *problems) limits() {
 		p.add(optQuotaBackendBytes, "--quota-backend-bytes must be from 1 to %d (100 GiB) (got %d)",
 			int64(MaxQuotaBackendBytes), c.QuotaBackendBytes)
 	}
+	if c.LatestCacheBytes < 0 || c.LatestCacheBytes > MaxLatestCacheBytes {
+		p.add(optLatestCacheBytes, "--latest-cache-bytes must be from 0 (off) to %d (64 GiB) (got %d)",
+			int64(MaxLatestCacheBytes), c.LatestCacheBytes)
+	}
 	if c.MaxRequestBytes == 0 || c.MaxRequestBytes > MaxMaxRequestBytes {
 		p.add(optMaxRequestBytes, "--max-request-bytes must be from 1 to %d (64 MiB) (got %d)",
 			MaxMaxRequestBytes, c.MaxRequestBytes)

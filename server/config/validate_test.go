@@ -83,6 +83,8 @@ func TestValidateRejects(t *testing.T) {
 		{"negative quota", func(c *Config) { c.QuotaBackendBytes = -1 }, "quota-backend-bytes", "got -1"},
 		{"quota over 100GiB", func(c *Config) { c.QuotaBackendBytes = 100<<30 + 1 }, "quota-backend-bytes", "100 GiB"},
 		{"zero max request", func(c *Config) { c.MaxRequestBytes = 0 }, "max-request-bytes", "64 MiB"},
+		{"negative latest cache", func(c *Config) { c.LatestCacheBytes = -1 }, "latest-cache-bytes", "0 (off)"},
+		{"latest cache over 64GiB", func(c *Config) { c.LatestCacheBytes = 64<<30 + 1 }, "latest-cache-bytes", "64 GiB"},
 		{"max request over 64MiB", func(c *Config) { c.MaxRequestBytes = 64<<20 + 1 }, "max-request-bytes", "64 MiB"},
 		{"odd log level", func(c *Config) { c.LogLevel = slog.LevelInfo + 1 }, "log-level", "debug, info, warn or error"},
 		{"bad log format", func(c *Config) { c.LogFormat = "xml" }, "log-format", `"json"`},
