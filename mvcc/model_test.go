@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"cmp"
 	"sort"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -122,7 +123,7 @@ func (m *model) rangeAt(r *pb.RangeRequest, rev int64) *pb.RangeResponse {
 		case pb.RangeRequest_VALUE:
 			return bytes.Compare(a.Value, b.Value)
 		}
-		return cmpInt(key(a), key(b))
+		return cmp.Compare(key(a), key(b))
 	}
 	if r.SortOrder == pb.RangeRequest_DESCEND {
 		sort.SliceStable(keep, func(i, j int) bool { return less(keep[i], keep[j]) > 0 })

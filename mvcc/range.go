@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -205,11 +206,11 @@ func sortKVs(r *pb.RangeRequest, kvs []*mvccpb.KeyValue) {
 	cmp := func(a, b *mvccpb.KeyValue) int {
 		switch r.SortTarget {
 		case pb.RangeRequest_VERSION:
-			return cmpInt(a.Version, b.Version)
+			return cmp.Compare(a.Version, b.Version)
 		case pb.RangeRequest_CREATE:
-			return cmpInt(a.CreateRevision, b.CreateRevision)
+			return cmp.Compare(a.CreateRevision, b.CreateRevision)
 		case pb.RangeRequest_MOD:
-			return cmpInt(a.ModRevision, b.ModRevision)
+			return cmp.Compare(a.ModRevision, b.ModRevision)
 		case pb.RangeRequest_VALUE:
 			return bytes.Compare(a.Value, b.Value)
 		default:
@@ -224,16 +225,6 @@ func sortKVs(r *pb.RangeRequest, kvs []*mvccpb.KeyValue) {
 		}
 		return c < 0
 	})
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // checkRev resolves a requested revision (<= 0: current) against the current

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -185,13 +186,13 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 	case pb.Compare_VALUE:
 		res = bytes.Compare(kv.Value, c.GetValue())
 	case pb.Compare_CREATE:
-		res = cmpInt(kv.CreateRevision, c.GetCreateRevision())
+		res = cmp.Compare(kv.CreateRevision, c.GetCreateRevision())
 	case pb.Compare_MOD:
-		res = cmpInt(kv.ModRevision, c.GetModRevision())
+		res = cmp.Compare(kv.ModRevision, c.GetModRevision())
 	case pb.Compare_VERSION:
-		res = cmpInt(kv.Version, c.GetVersion())
+		res = cmp.Compare(kv.Version, c.GetVersion())
 	case pb.Compare_LEASE:
-		res = cmpInt(kv.Lease, c.GetLease())
+		res = cmp.Compare(kv.Lease, c.GetLease())
 	default:
 		return false
 	}

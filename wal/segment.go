@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
@@ -57,7 +58,7 @@ func listSegments(fs vfs.FS, dir string) ([]segment, error) {
 			segs = append(segs, s)
 		}
 	}
-	slices.SortFunc(segs, func(a, b segment) int { return cmpUint(a.seq, b.seq) })
+	slices.SortFunc(segs, func(a, b segment) int { return cmp.Compare(a.seq, b.seq) })
 	for i := 1; i < len(segs); i++ {
 		if segs[i].seq != segs[i-1].seq+1 {
 			return nil, &CorruptionError{File: filepath.Join(dir, segs[i].name()),
@@ -67,35 +68,42 @@ func listSegments(fs vfs.FS, dir string) ([]segment, error) {
 	return segs, nil
 }
 
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// readSegmentFile reads a whole segment into memory.
-func readSegmentFile(fs vfs.FS, path string) ([]byte, error) {
+// openSegment opens a segment for reading and returns its size, refusing
+// one larger than maxSegmentRead.
+func openSegment(fs vfs.FS, path string) (vfs.File, int64, error) {
 	f, err := fs.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("wal: open %s: %w", path, err)
+		return nil, 0, fmt.Errorf("wal: open %s: %w", path, err)
 	}
-	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("wal: stat %s: %w", path, err)
+		f.Close()
+		return nil, 0, fmt.Errorf("wal: stat %s: %w", path, err)
 	}
 	if st.Size() > maxSegmentRead {
-		return nil, &CorruptionError{File: path, Err: fmt.Errorf("%w: segment of %d bytes", ErrCorrupt, st.Size())}
+		f.Close()
+		return nil, 0, &CorruptionError{File: path, Err: fmt.Errorf("%w: segment of %d bytes", ErrCorrupt, st.Size())}
 	}
-	buf := make([]byte, st.Size())
+	return f, st.Size(), nil
+}
+
+// readPrefix reads the first n bytes of f.
+func readPrefix(f vfs.File, path string, n int64) ([]byte, error) {
+	buf := make([]byte, n)
 	if _, err := f.ReadAt(buf, 0); err != nil && len(buf) > 0 {
 		return nil, fmt.Errorf("wal: read %s: %w", path, err)
 	}
 	return buf, nil
+}
+
+// readSegmentFile reads a whole segment into memory.
+func readSegmentFile(fs vfs.FS, path string) ([]byte, error) {
+	f, size, err := openSegment(fs, path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readPrefix(f, path, size)
 }
 
 // trimChunk is the unit in which readSegmentTrimmed looks for the end of a
@@ -109,19 +117,11 @@ const trimChunk = 1 << 20
 // then fall back to readSegmentFile unless the trimmed contents decode
 // cleanly to their very end (see scanSegmentFile).
 func readSegmentTrimmed(fs vfs.FS, path string) (buf []byte, trimmed bool, err error) {
-	f, err := fs.Open(path)
+	f, size, err := openSegment(fs, path)
 	if err != nil {
-		return nil, false, fmt.Errorf("wal: open %s: %w", path, err)
+		return nil, false, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, false, fmt.Errorf("wal: stat %s: %w", path, err)
-	}
-	size := st.Size()
-	if size > maxSegmentRead {
-		return nil, false, &CorruptionError{File: path, Err: fmt.Errorf("%w: segment of %d bytes", ErrCorrupt, size)}
-	}
 	chunk := make([]byte, min(size, trimChunk))
 	zeros := make([]byte, len(chunk))
 	end := int64(0)
@@ -141,11 +141,8 @@ func readSegmentTrimmed(fs vfs.FS, path string) (buf []byte, trimmed bool, err e
 			}
 		}
 	}
-	buf = make([]byte, end)
-	if _, err := f.ReadAt(buf, 0); err != nil && len(buf) > 0 {
-		return nil, false, fmt.Errorf("wal: read %s: %w", path, err)
-	}
-	return buf, end < size, nil
+	buf, err = readPrefix(f, path, end)
+	return buf, end < size, err
 }
 
 // scanSegmentFile reads and scans the segment at path (see scanSegment).
