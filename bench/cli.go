@@ -54,6 +54,7 @@ func ParseArgs(args []string, stderr io.Writer) (Config, bool, error) {
 	puts := fs.Int("puts", 0, "watch: puts to the watched keys (same as --total)")
 	fs.Int64Var(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "lease-keepalive: lease TTL in seconds")
 	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", cfg.DialTimeout, "connection timeout")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "timeout of each request (counted as an error)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, false, err

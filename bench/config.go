@@ -69,6 +69,9 @@ type Config struct {
 	WatchedKeys int           // watch: distinct keys watched (watcher i watches key i mod WatchedKeys)
 	LeaseTTL    int64         // lease-keepalive: TTL of each lease, seconds
 	DialTimeout time.Duration
+	// RequestTimeout bounds each request (and opening each watcher), so a
+	// stuck server cannot hold a run past --duration.
+	RequestTimeout time.Duration
 }
 
 // DefaultConfig returns the defaults of every flag (the table
@@ -79,6 +82,7 @@ func DefaultConfig() Config {
 		Endpoints: []string{"127.0.0.1:2379"}, Conns: 8, Clients: 64,
 		KeySize: 8, ValSize: 256, KeySpace: 100000, Consistency: "l", TxnOps: 1,
 		Watchers: 1000, WatchedKeys: 100, LeaseTTL: 30, DialTimeout: 5 * time.Second,
+		RequestTimeout: 10 * time.Second,
 	}
 }
 
@@ -96,6 +100,8 @@ func (c *Config) Validate() error {
 		return bad("--conns must be at least 1")
 	case c.Clients < 1:
 		return bad("--clients must be at least 1")
+	case c.DialTimeout <= 0 || c.RequestTimeout <= 0:
+		return bad("--dial-timeout and --request-timeout must be positive")
 	case c.Total < 0 || c.Duration < 0:
 		return bad("--total and --duration must not be negative")
 	case c.Total == 0 && c.Duration == 0:

@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +49,8 @@ func TestParseArgsRejects(t *testing.T) {
 		"no endpoints":       {"put", "--total", "1", "--endpoints", ""},
 		"zero txn ops":       {"txn-put", "--total", "1", "--txn-ops", "0"},
 		"zero lease ttl":     {"lease-keepalive", "--total", "1", "--lease-ttl", "0"},
+		"zero req timeout":   {"put", "--total", "1", "--request-timeout", "0s"},
+		"zero dial timeout":  {"put", "--total", "1", "--dial-timeout", "0s"},
 	}
 	for name, args := range cases {
 		if _, _, err := ParseArgs(args, io.Discard); !errors.Is(err, ErrConfig) {
@@ -92,5 +96,26 @@ func TestWatchersOfSumsToWatchers(t *testing.T) {
 		if sum != uint64(c.w) {
 			t.Fatalf("sum %d != %d", sum, c.w)
 		}
+	}
+}
+
+// A run against an address where nothing listens ends with an error once
+// --dial-timeout has passed, instead of waiting for a connection forever.
+func TestRunUnreachableEndsWithError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg, _, err := ParseArgs([]string{"put", "--endpoints", addr, "--total", "10", "--dial-timeout", "300ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Run(ctx, cfg)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "--dial-timeout") {
+		t.Fatalf("Run = %+v, %v (ctx %v); want the dial-timeout error before the test's deadline", res, err, ctx.Err())
 	}
 }

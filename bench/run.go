@@ -28,6 +28,14 @@ func dial(ctx context.Context, cfg *Config) (*pool, error) {
 		}
 		p.clis = append(p.clis, cli)
 	}
+	// The client dials lazily and requests wait for a connection, so probe
+	// once: an unreachable cluster is a clear error, not a hung run.
+	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	if _, err := p.clis[0].Get(pctx, "cairn-bench-probe", clientv3.WithSerializable(), clientv3.WithCountOnly()); err != nil {
+		p.close()
+		return nil, fmt.Errorf("bench: no answer from %v within --dial-timeout %v: %w", cfg.Endpoints, cfg.DialTimeout, err)
+	}
 	return p, nil
 }
 
@@ -119,7 +127,10 @@ func loop(ctx context.Context, cfg *Config, p *pool, ws []*worker, errs *errorLo
 					return
 				}
 				t0 := time.Now()
-				if err := op(ctx, w, n); err != nil {
+				rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+				err := op(rctx, w, n)
+				cancel()
+				if err != nil {
 					errs.add(err)
 					continue
 				}
@@ -223,7 +234,9 @@ func runKeepAlive(ctx context.Context, cfg *Config, p *pool) (*Result, error) {
 	ws := newWorkers(cfg, p)
 	ids := make([]clientv3.LeaseID, len(ws))
 	for i, w := range ws {
-		resp, err := w.cli.Grant(ctx, cfg.LeaseTTL)
+		gctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+		resp, err := w.cli.Grant(gctx, cfg.LeaseTTL)
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("bench: grant lease: %w", err)
 		}

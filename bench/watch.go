@@ -63,6 +63,8 @@ func runWatch(ctx context.Context, cfg *Config, p *pool) (*Result, error) {
 			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-time.After(cfg.RequestTimeout):
+			return nil, fmt.Errorf("bench: open watcher %d: no answer within --request-timeout %v", i, cfg.RequestTimeout)
 		}
 		sink := st.sinks[i%len(st.sinks)]
 		wg.Go(func() { st.receive(ch, sink) })
