@@ -30,16 +30,22 @@
 // least 1: like etcd's, an empty store is at revision 1 and the first write
 // makes revision 2.
 //
-// There is no in-memory index: memory does not grow with the number of keys.
-// A range walks the 'k' span and takes, for each user key, the newest version
-// at or below the read revision (a Next or two, then a seek past older
-// versions). Two bounded caches save Pebble work on hot paths: a put needs
-// its key's previous version (create revision, version, lease, and the value
-// for prev_kv and watch events), which the write-through latest-version cache
+// There is no in-memory index of versions: memory grows with the number of
+// keys only by a Bloom filter's 10 bits per key. A range walks the 'k' span
+// and takes, for each user key, the newest version at or below the read
+// revision (a Next or two, then a seek past older versions). Three bounded
+// structures save Pebble work on hot paths: a put needs its key's previous
+// version (create revision, version, lease, and the value for prev_kv and
+// watch events), which the write-through latest-version cache
 // (Options.LatestCacheBytes, 16 MiB by default) holds for recently written
-// keys, filled only from committed writers in End; and idle read iterators
-// are pooled while the backend's commit generation is unchanged (a commit
-// closes them), so reads between writes do not open a new Pebble iterator.
+// keys, filled only from committed writers in End; the key filter
+// (keyfilter.go, rebuilt from a scan at open and when it fills) tells that a
+// key was never written, so a new key's put and a read of a missing key skip
+// the seek; a range of one key at the current revision is answered from the
+// cache or the filter when either knows the key (pointRead); and idle read
+// iterators are pooled while the backend's commit generation is unchanged (a
+// commit closes them), so reads between writes do not open a new Pebble
+// iterator.
 //
 // # Writes
 //

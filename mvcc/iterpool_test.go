@@ -17,9 +17,18 @@ func (s *Store) pooledIters() int {
 
 // Reads between writes reuse iterators; a read after a write never sees the
 // state before it, even through a pooled iterator.
+// With the latest-version cache off a point read goes to Pebble (the pooled
+// iterators); with it on, to the cache: both must be fresh.
 func TestPooledIteratorsNeverServeStaleReads(t *testing.T) {
-	ts := openTestStore(t, t.TempDir(), Options{})
+	for _, cache := range []int{-1, 0} {
+		t.Run(fmt.Sprintf("cache=%d", cache), func(t *testing.T) { testNoStaleReads(t, cache) })
+	}
+}
+
+func testNoStaleReads(t *testing.T, cache int) {
+	ts := openTestStore(t, t.TempDir(), Options{LatestCacheBytes: cache})
 	ctx := context.Background()
+	pooling := cache < 0
 	get := func() string {
 		resp, err := ts.s.Range(ctx, &pb.RangeRequest{Key: []byte("k")})
 		if err != nil {
@@ -35,7 +44,7 @@ func TestPooledIteratorsNeverServeStaleReads(t *testing.T) {
 	}
 	ts.put("k", "v0")
 	get()
-	if n := ts.s.pooledIters(); n != 1 {
+	if n := ts.s.pooledIters(); pooling && n != 1 {
 		t.Fatalf("pooled after a read: %d, want 1", n)
 	}
 	for i := 1; i <= 200; i++ {
@@ -55,7 +64,13 @@ func TestPooledIteratorsNeverServeStaleReads(t *testing.T) {
 // Concurrent readers and a writer: every read sees at least the value of the
 // last put that finished before the read began.
 func TestPooledIteratorsUnderConcurrentWrites(t *testing.T) {
-	ts := openTestStore(t, t.TempDir(), Options{})
+	for _, cache := range []int{-1, 0} {
+		t.Run(fmt.Sprintf("cache=%d", cache), func(t *testing.T) { testConcurrentReads(t, cache) })
+	}
+}
+
+func testConcurrentReads(t *testing.T, cache int) {
+	ts := openTestStore(t, t.TempDir(), Options{LatestCacheBytes: cache})
 	ctx := context.Background()
 	ts.put("k", "0")
 	var mu sync.Mutex
@@ -107,7 +122,7 @@ func TestPooledIteratorsUnderConcurrentWrites(t *testing.T) {
 // Closing the store closes its pooled iterators, so the backend closes
 // cleanly (Pebble refuses to close with iterators open).
 func TestCloseReleasesPooledIterators(t *testing.T) {
-	ts := openTestStore(t, t.TempDir(), Options{})
+	ts := openTestStore(t, t.TempDir(), Options{LatestCacheBytes: -1})
 	ts.put("k", "v")
 	for range 3 {
 		if _, err := ts.s.Range(context.Background(), &pb.RangeRequest{Key: []byte("k")}); err != nil {

@@ -172,9 +172,17 @@ func TestModel(t *testing.T) {
 		dur /= 3
 	}
 	// The latest-version cache: default size, so small that most writes
-	// evict (a few entries), and off.
-	for _, cache := range []int{0, 2000, -1} {
-		t.Run(fmt.Sprintf("latest-cache=%d", cache), func(t *testing.T) {
+	// evict (a few entries), and off. The key filter: its real minimum
+	// (rarely a false positive with the model's few keys) and 8 keys, so it
+	// fills up, answers "maybe" often and is rebuilt while writes go on.
+	defer func(n int64) { minFilterKeys = n }(minFilterKeys)
+	for i, cache := range []int{0, 2000, -1, 0} {
+		filterMin := minFilterKeys
+		if i == 3 {
+			filterMin = 8
+		}
+		t.Run(fmt.Sprintf("latest-cache=%d,filter-min=%d", cache, filterMin), func(t *testing.T) {
+			minFilterKeys = filterMin
 			m := newModel()
 			g := &gen{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), m: m}
 			ts := openTestStore(t, t.TempDir(), Options{
@@ -182,7 +190,7 @@ func TestModel(t *testing.T) {
 				LeaseExists:      func(id int64) bool { return m.leases[id] },
 				LatestCacheBytes: cache,
 			})
-			deadline := time.Now().Add(dur / 3)
+			deadline := time.Now().Add(dur / 4)
 			steps := 0
 			for ; time.Now().Before(deadline) || steps < 500; steps++ {
 				runStep(t, g, ts, m)

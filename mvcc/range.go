@@ -108,6 +108,9 @@ func scan(ctx context.Context, it *pebble.Iterator, sp keySpan, rev int64, count
 				return nil
 			}
 		}
+		if sp.single() {
+			break // the one key's version at rev was found
+		}
 		skipPrefix(it, p)
 	}
 	return it.Error()
@@ -246,6 +249,9 @@ func checkRev(req, cur, compactRev int64) (int64, error) {
 // The header carries the revision the read saw; cluster, member and term are
 // left to the API layer. Safe on any goroutine.
 func (s *Store) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if resp, ok := s.pointRead(r); ok {
+		return resp, nil
+	}
 	it, cur, compactRev, release, err := s.readView()
 	if err != nil {
 		return nil, err
@@ -261,4 +267,41 @@ func (s *Store) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespons
 	}
 	resp.Header.Revision = cur
 	return resp, nil
+}
+
+// pointRead answers a range of one key at the current revision without
+// Pebble when the latest-version cache holds the key or the key filter rules
+// it out; ok is false otherwise. The revision and the cache are read under
+// one lock, which End also holds while it merges a commit's versions into
+// the cache, so the answer is the state at the returned revision.
+func (s *Store) pointRead(r *pb.RangeRequest) (*pb.RangeResponse, bool) {
+	if len(r.RangeEnd) != 0 || r.Revision != 0 {
+		return nil, false
+	}
+	s.mu.RLock()
+	cur := s.rev
+	kv, ok := s.latest.get(r.Key)
+	if !ok && s.absent(r.Key) {
+		kv, ok = nil, true
+	}
+	s.mu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	resp := &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: cur}}
+	if kv == nil {
+		return resp, true
+	}
+	resp.Count = 1
+	if r.CountOnly {
+		return resp, true
+	}
+	kvs := pruneKVs(r, []*mvccpb.KeyValue{kv})
+	if len(kvs) == 1 && r.KeysOnly {
+		// Cached versions are shared: answer with a copy without the value.
+		kvs[0] = &mvccpb.KeyValue{Key: kv.Key, CreateRevision: kv.CreateRevision,
+			ModRevision: kv.ModRevision, Version: kv.Version, Lease: kv.Lease}
+	}
+	resp.Kvs = kvs
+	return resp, true
 }

@@ -1,10 +1,12 @@
 package mvcc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cairn-kv/cairn/backend"
 	"github.com/cockroachdb/pebble/v2"
@@ -68,6 +70,13 @@ type Store struct {
 
 	iters  iterPool
 	latest *latestCache // nil when disabled
+
+	// filter holds every key with a version in the backend; nil until the
+	// first build finished. building is a filter being filled by a scan;
+	// writers add their keys to it too. See keyfilter.go.
+	filter   atomic.Pointer[keyFilter]
+	building atomic.Pointer[keyFilter]
+	builds   sync.WaitGroup
 }
 
 // maxPooledIters bounds the idle iterators a Store keeps.
@@ -190,6 +199,9 @@ func New(be *backend.Backend, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.rev = max(last, s.compactRev, 1)
+	if err := s.buildFilter(minFilterKeys); err != nil {
+		return nil, err
+	}
 	go s.compactLoop()
 	if s.compactDone < s.compactRev {
 		s.kickCompactor()
@@ -225,6 +237,7 @@ func lastRevision(be *backend.Backend) (int64, error) {
 func (s *Store) Close() error {
 	s.closeMu.Do(func() { close(s.stop) })
 	<-s.stopped
+	s.builds.Wait()
 	s.closeIters()
 	return nil
 }
@@ -254,4 +267,93 @@ func (s *Store) readView() (it *pebble.Iterator, rev, compactRev int64, release 
 		return nil, 0, 0, nil, err
 	}
 	return it, rev, s.CompactRev(), func() { s.releaseIter(it, gen) }, nil
+}
+
+// buildFilter starts filling a new key filter sized for capacity keys from a
+// scan of the 'k' span, and installs it when the scan ends. Call it where no
+// writer is between its first write and End (in New, or in End): the scan's
+// iterator then sees every committed key, and every later write adds its key
+// to the filter being built.
+func (s *Store) buildFilter(capacity int64) error {
+	b := newKeyFilter(capacity)
+	it, err := s.be.NewIter([]byte{prefixKV}, []byte{prefixKV + 1})
+	if err != nil {
+		return fmt.Errorf("mvcc: iterate: %w", err)
+	}
+	s.building.Store(b)
+	s.builds.Go(func() {
+		defer it.Close()
+		if err := s.fillFilter(it, b); err != nil {
+			s.building.CompareAndSwap(b, nil)
+			if !errors.Is(err, ErrClosed) {
+				s.log.Error("mvcc: key filter build failed; puts and reads seek instead", "err", err)
+			}
+			return
+		}
+		s.filter.Store(b)
+		s.building.CompareAndSwap(b, nil)
+	})
+	return nil
+}
+
+// fillFilter adds every user key of it to f.
+func (s *Store) fillFilter(it *pebble.Iterator, f *keyFilter) error {
+	var last []byte
+	for ok, n := it.First(), 0; ok; ok, n = it.Next(), n+1 {
+		if n%4096 == 4095 {
+			select {
+			case <-s.stop:
+				return ErrClosed
+			default:
+			}
+		}
+		p, _, valid := splitKVKey(it.Key())
+		if !valid {
+			return fmt.Errorf("%w: kv key %q", ErrBadEncoding, it.Key())
+		}
+		if bytes.Equal(p, last) {
+			continue // an older version of the same key
+		}
+		last = append(last[:0], p...)
+		key, _, err := decodeEscaped(p[1:])
+		if err != nil {
+			return err
+		}
+		f.add(key)
+	}
+	return it.Error()
+}
+
+// noteKey records that key now has a version (the apply goroutine, before
+// the write commits).
+func (s *Store) noteKey(key []byte) {
+	if f := s.filter.Load(); f != nil {
+		f.add(key)
+	}
+	if b := s.building.Load(); b != nil {
+		b.add(key)
+	}
+}
+
+// absent reports that key certainly has no version in the backend.
+func (s *Store) absent(key []byte) bool {
+	f := s.filter.Load()
+	return f != nil && !f.mayContain(key)
+}
+
+// growFilter rebuilds the filter larger once more keys were added than it
+// was sized for. The apply goroutine calls it from End.
+func (s *Store) growFilter() {
+	f := s.filter.Load()
+	if f == nil || !f.full() || s.building.Load() != nil {
+		return
+	}
+	select {
+	case <-s.stop:
+		return
+	default:
+	}
+	if err := s.buildFilter(2 * f.count.Load()); err != nil {
+		s.log.Error("mvcc: key filter rebuild failed", "err", err)
+	}
 }

@@ -49,9 +49,13 @@ func (w *Writer) End() []*mvccpb.Event {
 	if w.compactRev > s.compactRev {
 		s.compactRev = w.compactRev
 	}
-	s.mu.Unlock()
+	// Under mu with the revision: a reader that takes the revision and then
+	// consults the cache (Range's point read) sees the cache of exactly that
+	// revision.
 	s.latest.merge(w.latest)
+	s.mu.Unlock()
 	w.latest = nil
+	s.growFilter()
 	s.trimIters()
 	if w.compacted {
 		s.kickCompactor()
@@ -72,13 +76,17 @@ func (w *Writer) iter() (*pebble.Iterator, error) {
 }
 
 // prev returns the newest version of key as seen through the writer (nil if
-// absent): from its own changes, else the store's cache, else a seek.
+// absent): from its own changes, else the store's cache, else nil if the key
+// filter rules the key out, else a seek.
 func (w *Writer) prev(it *pebble.Iterator, key []byte) (*mvccpb.KeyValue, error) {
 	if kv, ok := w.latest[string(key)]; ok {
 		return kv, nil
 	}
 	if kv, ok := w.s.latest.get(key); ok {
 		return kv, nil
+	}
+	if w.s.absent(key) {
+		return nil, nil
 	}
 	return latest(it, key, w.rev)
 }
@@ -164,6 +172,7 @@ func (w *Writer) put(it *pebble.Iterator, p *pb.PutRequest) (*pb.PutResponse, er
 	if err := w.record(kv.Key, rev, encodePut(kv)); err != nil {
 		return nil, err
 	}
+	w.s.noteKey(kv.Key)
 	w.remember(kv.Key, kv)
 	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.PUT, Kv: kv, PrevKv: prev})
 	resp := &pb.PutResponse{Header: &pb.ResponseHeader{Revision: w.rev}}
