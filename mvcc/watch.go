@@ -98,6 +98,11 @@ type watcher struct {
 	queued  int  // guarded by st.qmu: undelivered events in the stream's queue
 	blocked bool // guarded by st.qmu: the hub refused events for lack of room
 	quiet   bool // guarded by st.qmu: no events delivered since the last progress tick
+	// tail is w's newest queued response while more events may join it
+	// (WatchStream.coalesce); tailWide is the stream's wide count then.
+	tail      *WatchResponse // guarded by st.qmu
+	tailWide  uint64         // guarded by st.qmu
+	tailBytes int            // guarded by st.qmu: eventBytes of tail's events
 }
 
 // WatchHub fans committed events out to watchers. See the package

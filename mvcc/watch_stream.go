@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"sync"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // WatchStream is a group of watchers whose responses reach one consumer in
@@ -19,6 +21,7 @@ type WatchStream struct {
 	qmu     sync.Mutex
 	queue   []queuedResp  // guarded by qmu: responses not yet taken by Next
 	qclosed bool          // guarded by qmu
+	wide    uint64        // guarded by qmu: stream-wide responses queued so far
 	wake    chan struct{} // capacity 1: signals Next
 }
 
@@ -181,6 +184,9 @@ func (st *WatchStream) Next(ctx context.Context) (*WatchResponse, error) {
 			q := st.queue[0]
 			st.queue[0] = queuedResp{}
 			st.queue = st.queue[1:]
+			if q.w != nil && q.w.tail == q.r {
+				q.w.tail = nil // being sent: no longer open for more events
+			}
 			kick := q.w != nil && st.takenLocked(q.w, len(q.r.Events))
 			st.qmu.Unlock()
 			if kick {
@@ -244,7 +250,9 @@ func (st *WatchStream) push(w *watcher, r *WatchResponse, limit int) bool {
 	if st.qclosed {
 		return true
 	}
-	if w != nil {
+	if w == nil {
+		st.wide++
+	} else {
 		n := len(r.Events)
 		if limit > 0 && n > 0 && w.queued > 0 && w.queued+n > limit {
 			w.blocked = true
@@ -252,6 +260,9 @@ func (st *WatchStream) push(w *watcher, r *WatchResponse, limit int) bool {
 		}
 		w.queued += n
 		r.Fragment = w.opts.Fragment
+		if st.coalesce(w, r) {
+			return true
+		}
 	}
 	st.queue = append(st.queue, queuedResp{w, r})
 	select {
@@ -259,6 +270,46 @@ func (st *WatchStream) push(w *watcher, r *WatchResponse, limit int) bool {
 	default:
 	}
 	return true
+}
+
+// coalesce appends the events of r to w's newest queued response if that
+// is still waiting in the queue, holds only events, and nothing for w or for
+// the whole stream was queued after it; otherwise it makes r that response
+// (if r holds only events) and reports false. Under load the consumer then
+// sends one response per watcher for several batches instead of one per
+// batch: the events move earlier in the stream, never later, and stay in
+// revision order, as a catching-up watcher's responses are in etcd.
+func (st *WatchStream) coalesce(w *watcher, r *WatchResponse) bool {
+	eventsOnly := func(r *WatchResponse) bool {
+		return len(r.Events) > 0 && !r.Created && !r.Canceled && r.CompactRevision == 0
+	}
+	size := eventBytes(r.Events)
+	if t := w.tail; t != nil && w.tailWide == st.wide && eventsOnly(r) && w.tailBytes+size <= maxCoalescedBytes {
+		// The full slice expression makes append copy: the events slice
+		// may be shared with the hub.
+		t.Events = append(t.Events[:len(t.Events):len(t.Events)], r.Events...)
+		t.Revision = r.Revision
+		w.tailBytes += size
+		return true
+	}
+	w.tail = nil
+	if eventsOnly(r) {
+		w.tail, w.tailWide, w.tailBytes = r, st.wide, size
+	}
+	return false
+}
+
+// maxCoalescedBytes bounds the key and value bytes coalesce gathers in one
+// response, so merging never makes a message clients with a small receive
+// limit would refuse where the separate responses would have passed.
+const maxCoalescedBytes = 1 << 20
+
+func eventBytes(evs []*mvccpb.Event) int {
+	n := 0
+	for _, ev := range evs {
+		n += len(ev.Kv.GetKey()) + len(ev.Kv.GetValue()) + len(ev.PrevKv.GetKey()) + len(ev.PrevKv.GetValue())
+	}
+	return n
 }
 
 // room is how many events the hub may queue for w now; 0 marks w blocked

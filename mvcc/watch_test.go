@@ -530,3 +530,63 @@ func (h *WatchHub) syncedLen() int {
 	}
 	return n
 }
+
+// Batches queued for a watcher while the consumer is away are sent as one
+// response, in revision order, with the newest revision; a stream-wide
+// progress response, a response for the watcher without events, or the
+// consumer taking the response ends the merging; so does the byte bound.
+func TestWatchQueuedBatchesCoalesce(t *testing.T) {
+	e := newWatchEnv(t, WatchHubOptions{})
+	st := e.hub.NewStream()
+	defer st.Close()
+	a := mustWatch(t, st, 0, "a", "", 0, WatchOptions{})
+	b := mustWatch(t, st, 0, "b", "", 0, WatchOptions{})
+	next(t, st)
+	next(t, st) // created, created
+	first := e.s.Rev() + 1
+	for i := range 5 {
+		e.wput("a", fmt.Sprint(i))
+		e.wput("b", fmt.Sprint(i))
+	}
+	ra, rb := next(t, st), next(t, st)
+	if ra.WatchID != a || rb.WatchID != b {
+		t.Fatalf("responses for %d, %d; want %d then %d", ra.WatchID, rb.WatchID, a, b)
+	}
+	for i := range 5 {
+		if len(ra.Events) != 5 || len(rb.Events) != 5 ||
+			ra.Events[i].Kv.ModRevision != first+int64(2*i) || rb.Events[i].Kv.ModRevision != first+int64(2*i+1) {
+			t.Fatalf("coalesced events: a %v, b %v", ra.Events, rb.Events)
+		}
+	}
+	if ra.Revision != first+8 || rb.Revision != first+9 {
+		t.Fatalf("response revisions %d, %d; want %d, %d", ra.Revision, rb.Revision, first+8, first+9)
+	}
+
+	// A progress response between batches: the later batch stays after it.
+	e.wput("a", "x")
+	if !st.RequestProgress() {
+		t.Fatal("progress request refused")
+	}
+	e.wput("a", "y")
+	rev := e.s.Rev()
+	r1, r2, r3 := next(t, st), next(t, st), next(t, st)
+	if len(r1.Events) != 1 || r2.WatchID != InvalidWatchID || r2.Revision != rev-1 || len(r3.Events) != 1 || r3.Events[0].Kv.ModRevision != rev {
+		t.Fatalf("around a progress response: %v / %v / %v", r1, r2, r3)
+	}
+
+	// Taking a response closes it: a batch queued after that is new.
+	e.wput("a", "z")
+	r := next(t, st)
+	e.wput("a", "zz")
+	if r2 := next(t, st); len(r.Events) != 1 || len(r2.Events) != 1 {
+		t.Fatalf("after the consumer took a response: %d then %d events", len(r.Events), len(r2.Events))
+	}
+
+	// The byte bound: values of 600 KiB do not share a response.
+	big := string(make([]byte, 600<<10))
+	e.wput("a", big)
+	e.wput("a", big)
+	if r1, r2 := next(t, st), next(t, st); len(r1.Events) != 1 || len(r2.Events) != 1 {
+		t.Fatalf("two 600 KiB events: %d and %d per response", len(r1.Events), len(r2.Events))
+	}
+}
