@@ -132,8 +132,13 @@ type testAPI struct {
 
 func startTestAPI(t *testing.T) *testAPI {
 	t.Helper()
+	return startTestAPIWith(t, Config{MaxRequestBytes: 1 << 20})
+}
+
+func startTestAPIWith(t *testing.T, cfg Config) *testAPI {
+	t.Helper()
 	m := newFakeMember(t)
-	api := New(Config{MaxRequestBytes: 1 << 20}, m)
+	api := New(cfg, m)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

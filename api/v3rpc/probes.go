@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
@@ -129,14 +128,11 @@ func (a *API) grpcMetrics() ([]grpc.ServerOption, func(*grpc.Server)) {
 	if a.cfg.Metrics == nil {
 		return nil, func(*grpc.Server) {}
 	}
-	m := grpcprom.NewServerMetrics()
-	if err := a.cfg.Metrics.Register(m); err != nil {
+	m := newRPCMetrics()
+	if err := m.register(a.cfg.Metrics); err != nil {
 		a.cfg.Logger.Warn("gRPC metrics not registered", "err", err)
 		return nil, func(*grpc.Server) {}
 	}
-	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
-	}
-	return opts, func(s *grpc.Server) { m.InitializeMetrics(s) }
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(m.unary), grpc.ChainStreamInterceptor(m.stream)}
+	return opts, m.init
 }
