@@ -27,6 +27,7 @@ import (
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -63,6 +64,67 @@ func Decode(data []byte) (*pb.InternalRaftRequest, error) {
 		return nil, fmt.Errorf("apply: decode request: %w", err)
 	}
 	return r, nil
+}
+
+// PeekID returns the header ID of an encoded request without decoding the
+// rest (the request's own fields are skipped, not parsed), so the member
+// that proposed the entry can apply the request object it still holds.
+// ok is false if data has no header ID or is not well-formed protobuf as
+// far as it was read; a caller then decodes.
+func PeekID(data []byte) (id uint64, ok bool) {
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return 0, false
+		}
+		data = data[n:]
+		if num == headerField && typ == protowire.BytesType {
+			h, n := protowire.ConsumeBytes(data)
+			if n < 0 {
+				return 0, false
+			}
+			data = data[n:]
+			if v, found := headerID(h); found {
+				id, ok = v, v != 0 // a later header field would win; keep reading
+			}
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, data)
+		if n < 0 {
+			return 0, false
+		}
+		data = data[n:]
+	}
+	return id, ok
+}
+
+// headerField is InternalRaftRequest.header's field number.
+const headerField = 100
+
+// headerID reads RequestHeader.ID (field 1, varint).
+func headerID(h []byte) (id uint64, found bool) {
+	for len(h) > 0 {
+		num, typ, n := protowire.ConsumeTag(h)
+		if n < 0 {
+			return 0, false
+		}
+		h = h[n:]
+		if num == 1 && typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(h)
+			if n < 0 {
+				return 0, false
+			}
+			h = h[n:]
+			id, found = v, true
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, h)
+		if n < 0 {
+			return 0, false
+		}
+		h = h[n:]
+	}
+	return id, found
 }
 
 // RequestID returns the ID a proposer waits on.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -137,10 +138,13 @@ func (s *Server) applyNormal(bt *backend.Batch, w apply.KV, e *raftpb.Entry) (pe
 	if len(e.GetData()) == 0 {
 		return pendingResult{}, false // a new leader's empty entry
 	}
-	req, err := apply.Decode(e.GetData())
-	if err != nil {
-		s.log.Error("undecodable entry: ignored", "index", e.GetIndex(), "err", err)
-		return pendingResult{}, false
+	req, ok := s.ownRequest(e.GetData())
+	if !ok {
+		var err error
+		if req, err = apply.Decode(e.GetData()); err != nil {
+			s.log.Error("undecodable entry: ignored", "index", e.GetIndex(), "err", err)
+			return pendingResult{}, false
+		}
 	}
 	id := apply.RequestID(req)
 	if res, ok := s.applyMaintenance(bt, req); ok {
@@ -154,6 +158,19 @@ func (s *Server) applyNormal(bt *backend.Batch, w apply.KV, e *raftpb.Entry) (pe
 		return pendingResult{id: id, res: res}, true
 	}
 	return pendingResult{id: id, res: apply.Apply(w, req)}, true
+}
+
+// ownRequest returns the request this member proposed as data, if its
+// proposer still waits: data is that request's encoding (request IDs are
+// unique to the member), so decoding it again would only rebuild it.
+func (s *Server) ownRequest(data []byte) (*pb.InternalRaftRequest, bool) {
+	id, ok := apply.PeekID(data)
+	if !ok {
+		return nil, false
+	}
+	v, _ := s.waits.Value(id)
+	req, ok := v.(*pb.InternalRaftRequest)
+	return req, ok
 }
 
 func (s *Server) applyMemberAttrs(id uint64, name string, clientURLs []string) error {

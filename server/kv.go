@@ -63,7 +63,7 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 	}
 	ctx, cancel := s.withRequestTimeout(ctx)
 	defer cancel()
-	ch := s.waits.Register(id)
+	ch := s.waits.RegisterValue(id, req)
 	s.metrics.proposalPending(1)
 	defer s.metrics.proposalPending(-1)
 	if err := s.node.Propose(ctx, data); err != nil {

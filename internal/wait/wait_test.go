@@ -60,3 +60,26 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestValueKeptUntilTriggerOrCancel(t *testing.T) {
+	r := New()
+	r.RegisterValue(3, "three")
+	r.Register(4)
+	if v, ok := r.Value(3); !ok || v != "three" {
+		t.Fatalf("Value(3) = %v, %v", v, ok)
+	}
+	if v, ok := r.Value(4); !ok || v != nil {
+		t.Fatalf("Value(4) = %v, %v; want nil, true", v, ok)
+	}
+	if _, ok := r.Value(5); ok {
+		t.Fatal("Value of an unregistered id")
+	}
+	r.Trigger(3, nil)
+	r.Cancel(4)
+	if _, ok := r.Value(3); ok {
+		t.Fatal("value kept after Trigger")
+	}
+	if _, ok := r.Value(4); ok {
+		t.Fatal("value kept after Cancel")
+	}
+}
