@@ -30,13 +30,15 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 
-# Load table (issue 6): 1- and 3-member clusters of the built binary on
-# loopback, every scenario with bin/cairn-bench, RSS and restart time with 1M
-# keys; rewrites the "## Load: cairn vs etcd" section of BENCHMARKS.md.
+# Load table (issue 6): 1- and 3-member clusters of the built binary and of
+# etcd v3.7.1 (tools/build-etcd.sh) side by side on loopback, every scenario
+# with bin/cairn-bench against both, RSS and restart time with 1M keys;
+# rewrites the "## Load: cairn vs etcd" section of BENCHMARKS.md.
 # Takes several minutes; not part of `make test`.
 bench:
 	$(GO) build -o bin/ ./cmd/cairn ./cmd/cairn-bench
-	$(GO) run ./tools/loadbench --bin bin --out BENCHMARKS.md
+	./tools/build-etcd.sh
+	$(GO) run ./tools/loadbench --bin bin --etcd bin/tools/etcd --out BENCHMARKS.md
 
 # Micro-benchmarks of the storage hot paths. Figures go to BENCHMARKS.md.
 bench-micro:

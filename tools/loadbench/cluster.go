@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// member is one cairn process.
+// member is one server process (cairn or etcd).
 type member struct {
 	name, ip, peerURL, clientURL, dataDir string
 	cmd                                   *exec.Cmd
@@ -23,27 +23,44 @@ type member struct {
 	logFile                               *os.File
 }
 
+// cluster is the members of one server binary, started together.
 type cluster struct {
-	bin     string
+	name    string // "cairn" or "etcd": prefixes data dirs, logs and token
+	bin     string // full path of the server binary
 	token   string
 	members []*member
 }
 
+// handedOut holds every ip:port freePort has returned, so that two clusters
+// allocated before either has bound its ports never get the same one.
+var handedOut = map[string]bool{}
+
+// freePort returns a port of ip that is free now and was not returned before.
 func freePort(ip string) (string, error) {
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		return "", err
+	for range 100 {
+		ln, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if handedOut[addr] {
+			continue
+		}
+		handedOut[addr] = true
+		_, p, _ := net.SplitHostPort(addr)
+		return p, nil
 	}
-	defer ln.Close()
-	_, p, _ := net.SplitHostPort(ln.Addr().String())
-	return p, nil
+	return "", fmt.Errorf("loadbench: no fresh port on %s", ip)
 }
 
-func newCluster(bin, work string, size int) (*cluster, error) {
+// newCluster allocates size members of the server binary bin on 127.0.0.1
+// up to 127.0.0.<size>, with data dirs under work named after name.
+func newCluster(name, bin, work string, size int) (*cluster, error) {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
 	}
-	c := &cluster{bin: bin, token: fmt.Sprintf("loadbench-%d-%d", size, time.Now().UnixNano())}
+	c := &cluster{name: name, bin: bin, token: fmt.Sprintf("loadbench-%s-%d-%d", name, size, time.Now().UnixNano())}
 	for i := range size {
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
 		pp, err := freePort(ip)
@@ -57,7 +74,7 @@ func newCluster(bin, work string, size int) (*cluster, error) {
 		name := fmt.Sprintf("m%d", i+1)
 		c.members = append(c.members, &member{
 			name: name, ip: ip, peerURL: "http://" + ip + ":" + pp, clientURL: "http://" + ip + ":" + cp,
-			dataDir: filepath.Join(work, fmt.Sprintf("c%d-%s", size, name)),
+			dataDir: filepath.Join(work, fmt.Sprintf("%s-c%d-%s", c.name, size, name)),
 		})
 	}
 	return c, nil
@@ -76,7 +93,7 @@ func (c *cluster) start(m *member, state string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(c.bin, "cairn"),
+	cmd := exec.Command(c.bin,
 		"--name="+m.name, "--data-dir="+m.dataDir,
 		"--listen-peer-urls="+m.peerURL, "--initial-advertise-peer-urls="+m.peerURL,
 		"--listen-client-urls="+m.clientURL, "--advertise-client-urls="+m.clientURL,
@@ -99,7 +116,7 @@ func (c *cluster) startAll() error {
 	for _, m := range c.members {
 		if err := c.start(m, "new"); err != nil {
 			c.stopAll()
-			return err
+			return fmt.Errorf("loadbench: start %s %s: %w", c.name, m.name, err)
 		}
 	}
 	return nil
@@ -160,20 +177,33 @@ func (c *cluster) waitHealthy(ctx context.Context, timeout time.Duration) error 
 		for !healthy(m.clientURL) {
 			select {
 			case <-m.exited:
-				return fmt.Errorf("%w: %s exited", errUnhealthy, m.name)
+				return fmt.Errorf("%w: %s %s exited; end of its log:\n%s", errUnhealthy, c.name, m.name, m.logTail())
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-time.After(10 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%w: %s after %v", errUnhealthy, m.name, timeout)
+				return fmt.Errorf("%w: %s %s after %v", errUnhealthy, c.name, m.name, timeout)
 			}
 		}
 	}
 	return nil
 }
 
-// rssMiB reads VmRSS (or another /proc/<pid>/status field in kB) of m.
+// logTail returns the last 2 KiB of m's log: the work dir holding it is
+// removed when loadbench ends, so errors carry it instead.
+func (m *member) logTail() string {
+	b, err := os.ReadFile(m.dataDir + ".log")
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	if len(b) > 2048 {
+		b = b[len(b)-2048:]
+	}
+	return string(b)
+}
+
+// statusMiB reads VmRSS (or another /proc/<pid>/status field in kB) of m, in MiB.
 func (m *member) statusMiB(field string) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
 	if err != nil {

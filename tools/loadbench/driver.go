@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,8 +18,9 @@ import (
 // scenario is one row of the load table.
 type scenario struct {
 	id, label string
-	args      []string // cairn-bench arguments after the scenario's endpoints
-	etcd      [2]string
+	args      []string  // cairn-bench arguments after the scenario's endpoints
+	etcd      [2]string // the issue's etcd figures, 1 and 3 members
+	target    string    // the issue's goal for cairn/etcd
 }
 
 // scenarios are the issue's table: 8-byte keys, 256-byte values, random
@@ -31,13 +33,13 @@ func scenarios(quick bool) []scenario {
 		return full
 	}
 	return []scenario{
-		{"put1", "put, 1 client (req/s, p50)", []string{"put", "--clients", "1", "--conns", "1", "--total", n("10000", "200"), "--duration", "10s"}, [2]string{"2,075/s p50 0.46 ms", "1,015/s p50 0.96 ms"}},
-		{"put64", "put, 64 clients (req/s, p99)", []string{"put", "--total", n("50000", "500"), "--duration", "15s"}, [2]string{"16,722/s p99 9.7 ms", "6,479/s p99 64 ms"}},
-		{"rangel", "range 1 key, linearizable", []string{"range", "--consistency", "l", "--total", n("100000", "500"), "--duration", "10s"}, [2]string{"27,049/s", "16,709/s"}},
-		{"ranges", "range 1 key, serializable", []string{"range", "--consistency", "s", "--total", n("100000", "500"), "--duration", "10s"}, [2]string{"30,678/s", "25,801/s"}},
-		{"txn", "txn with 1 put", []string{"txn-put", "--total", n("50000", "500"), "--duration", "15s"}, [2]string{"14,842/s", "5,627/s"}},
-		{"watch", "watch events/s (1000 watchers, 100 keys)", []string{"watch", "--watchers", "1000", "--watched-keys", "100", "--puts", n("20000", "100"), "--duration", "15s"}, [2]string{"45,155/s", "19,754/s"}},
-		{"keepalive", "lease keep-alive", []string{"lease-keepalive", "--total", n("50000", "500"), "--duration", "10s"}, [2]string{"—", "—"}},
+		{"put1", "put, 1 client (req/s, p50)", []string{"put", "--clients", "1", "--conns", "1", "--total", n("10000", "200"), "--duration", "10s"}, [2]string{"2,075/s p50 0.46 ms", "1,015/s p50 0.96 ms"}, "p50 ≤ 0.7x"},
+		{"put64", "put, 64 clients (req/s, p99)", []string{"put", "--total", n("50000", "500"), "--duration", "15s"}, [2]string{"16,722/s p99 9.7 ms", "6,479/s p99 64 ms"}, "≥ 1.5x, p99 ≤ 0.5x"},
+		{"rangel", "range 1 key, linearizable", []string{"range", "--consistency", "l", "--total", n("100000", "500"), "--duration", "10s"}, [2]string{"27,049/s", "16,709/s"}, "≥ 1.3x"},
+		{"ranges", "range 1 key, serializable", []string{"range", "--consistency", "s", "--total", n("100000", "500"), "--duration", "10s"}, [2]string{"30,678/s", "25,801/s"}, "≥ 1.2x"},
+		{"txn", "txn with 1 put", []string{"txn-put", "--total", n("50000", "500"), "--duration", "15s"}, [2]string{"14,842/s", "5,627/s"}, "≥ 1.5x"},
+		{"watch", "watch events/s (1000 watchers, 100 keys)", []string{"watch", "--watchers", "1000", "--watched-keys", "100", "--puts", n("20000", "100"), "--duration", "15s"}, [2]string{"45,155/s", "19,754/s"}, "≥ 1.5x"},
+		{"keepalive", "lease keep-alive", []string{"lease-keepalive", "--total", n("50000", "500"), "--duration", "10s"}, [2]string{"—", "—"}, "—"},
 	}
 }
 
@@ -46,13 +48,31 @@ type runResult struct {
 	res bench.Result
 }
 
+// Names of the servers under test; they also prefix clusters' data dirs.
+const (
+	cairnName = "cairn"
+	etcdName  = "etcd"
+)
+
 // report is everything the BENCHMARKS.md section shows.
 type report struct {
-	started  time.Time
-	took     time.Duration
-	runs     [2]map[string]runResult // [0] 1 member, [1] 3 members
-	order    []scenario
-	keys     int
+	started     time.Time
+	took        time.Duration
+	order       []scenario
+	keys        int
+	cairn       results
+	etcd        *results // nil: etcd not measured here (no --etcd)
+	etcdVersion string   // first line of `etcd --version`
+}
+
+// results are one server's measurements.
+type results struct {
+	runs [2]map[string]runResult // [0] 1 member, [1] 3 members
+	mem  memFigures
+}
+
+// memFigures are the RSS and restart measurements of one server.
+type memFigures struct {
 	loadCmd  string
 	loadSecs float64
 	rss      float64 // MiB after writing the keys
@@ -61,15 +81,53 @@ type report struct {
 	restarts []time.Duration
 }
 
+// of returns the results of the server called name.
+func (rep *report) of(name string) *results {
+	if name == etcdName {
+		return rep.etcd
+	}
+	return &rep.cairn
+}
+
+// server is one binary under test.
+type server struct {
+	name, bin string
+}
+
 type driver struct {
-	bin, work string
+	bin, work string // bin: the directory holding cairn and cairn-bench
+	etcd      string // path of the etcd binary; empty: cairn only
 	log       *slog.Logger
 	quick     bool
 	keys      int
 }
 
-// bench runs cairn-bench with args against endpoints and decodes its JSON.
-func (d *driver) bench(ctx context.Context, endpoints string, args []string) (runResult, error) {
+// servers returns the binaries under test: cairn, then etcd when given.
+func (d *driver) servers() []server {
+	s := []server{{cairnName, filepath.Join(d.bin, "cairn")}}
+	if d.etcd != "" {
+		s = append(s, server{etcdName, d.etcd})
+	}
+	return s
+}
+
+// etcdFirst reports whether scenario number i runs against etcd before
+// cairn (even i) or after (odd i): alternating, so that slow spells of the
+// shared box hit both servers alike.
+func etcdFirst(i int) bool { return i%2 == 0 }
+
+// runOrder returns d's servers in the order they run scenario number i.
+func (d *driver) runOrder(i int) []server {
+	s := d.servers() // cairn first
+	if etcdFirst(i) {
+		slices.Reverse(s)
+	}
+	return s
+}
+
+// bench runs cairn-bench with args against endpoints of the server called
+// name and decodes its JSON.
+func (d *driver) bench(ctx context.Context, name, endpoints string, args []string) (runResult, error) {
 	full := append(append([]string{}, args...), "--endpoints", endpoints, "--json")
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "cairn-bench"), full...)
 	var out, errb bytes.Buffer
@@ -79,55 +137,81 @@ func (d *driver) bench(ctx context.Context, endpoints string, args []string) (ru
 	if jerr := json.Unmarshal(out.Bytes(), &rr.res); jerr != nil {
 		return rr, fmt.Errorf("loadbench: %s: %v (%v)\n%s", rr.cmd, jerr, err, errb.String())
 	}
-	d.log.Info("ran", "cmd", rr.cmd, "per_second", rr.res.PerSecond, "p50_ms", rr.res.P50Ms, "p99_ms", rr.res.P99Ms, "errors", rr.res.Errors)
+	d.log.Info("ran", "server", name, "cmd", rr.cmd, "per_second", rr.res.PerSecond, "p50_ms", rr.res.P50Ms, "p99_ms", rr.res.P99Ms, "errors", rr.res.Errors)
 	return rr, nil
 }
 
 func (d *driver) all(ctx context.Context) (*report, error) {
 	rep := &report{started: time.Now(), order: scenarios(d.quick), keys: d.keys}
+	if d.etcd != "" {
+		v, err := exec.CommandContext(ctx, d.etcd, "--version").Output()
+		if err != nil {
+			return nil, fmt.Errorf("loadbench: %s --version: %w", d.etcd, err)
+		}
+		rep.etcd = &results{}
+		rep.etcdVersion, _, _ = strings.Cut(strings.TrimSpace(string(v)), "\n")
+	}
 	for i, size := range []int{1, 3} {
 		runs, err := d.table(ctx, size, rep.order)
 		if err != nil {
 			return nil, err
 		}
-		rep.runs[i] = runs
+		for name, r := range runs {
+			rep.of(name).runs[i] = r
+		}
 	}
-	if err := d.restartFigures(ctx, rep); err != nil {
-		return nil, err
+	// One server at a time: the other's cluster is stopped meanwhile.
+	for _, s := range d.servers() {
+		if err := d.restartFigures(ctx, s, &rep.of(s.name).mem); err != nil {
+			return nil, err
+		}
 	}
 	rep.took = time.Since(rep.started)
 	return rep, nil
 }
 
-// table runs every scenario against a fresh cluster of size members.
-func (d *driver) table(ctx context.Context, size int, order []scenario) (map[string]runResult, error) {
-	c, err := newCluster(d.bin, d.work, size)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.startAll(); err != nil {
-		return nil, err
-	}
-	defer c.stopAll()
-	if err := c.waitHealthy(ctx, 60*time.Second); err != nil {
-		return nil, err
-	}
-	runs := map[string]runResult{}
-	for _, s := range order {
-		rr, err := d.bench(ctx, c.endpoints(), s.args)
+// table starts a fresh cluster of size members of every server, all up at
+// once, and runs every scenario against each server back to back (in
+// runOrder). It returns the runs by server name, then scenario id.
+func (d *driver) table(ctx context.Context, size int, order []scenario) (map[string]map[string]runResult, error) {
+	clusters := map[string]*cluster{}
+	for _, s := range d.servers() {
+		c, err := newCluster(s.name, s.bin, d.work, size)
 		if err != nil {
 			return nil, err
 		}
-		runs[s.id] = rr
+		if err := c.startAll(); err != nil {
+			return nil, err
+		}
+		defer c.stopAll()
+		clusters[s.name] = c
+	}
+	for _, c := range clusters {
+		if err := c.waitHealthy(ctx, 60*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	runs := map[string]map[string]runResult{}
+	for i, sc := range order {
+		for _, s := range d.runOrder(i) {
+			rr, err := d.bench(ctx, s.name, clusters[s.name].endpoints(), sc.args)
+			if err != nil {
+				return nil, fmt.Errorf("loadbench: %s, %d members: %w", s.name, size, err)
+			}
+			if runs[s.name] == nil {
+				runs[s.name] = map[string]runResult{}
+			}
+			runs[s.name][sc.id] = rr
+		}
 	}
 	return runs, nil
 }
 
 // restartFigures writes d.keys keys (16-byte keys, 256-byte values) to a
-// fresh member, reads its RSS, then restarts it three times, timing each
-// start until /health answers true, and reads the RSS after the first.
-func (d *driver) restartFigures(ctx context.Context, rep *report) error {
-	c, err := newCluster(d.bin, d.work+"/rss", 1)
+// fresh member of s, reads its RSS, then restarts it three times, timing
+// each start until /health answers true, and reads the RSS after the first.
+func (d *driver) restartFigures(ctx context.Context, s server, mf *memFigures) error {
+	c, err := newCluster(s.name, s.bin, d.work+"/rss", 1)
 	if err != nil {
 		return err
 	}
@@ -141,19 +225,19 @@ func (d *driver) restartFigures(ctx context.Context, rep *report) error {
 	const ops = 100
 	args := []string{"txn-put", "--txn-ops", fmt.Sprint(ops), "--sequential-keys", "--key-size", "16", "--val-size", "256",
 		"--key-space", fmt.Sprint(d.keys), "--total", fmt.Sprint(d.keys / ops), "--clients", "16", "--conns", "4"}
-	rr, err := d.bench(ctx, c.endpoints(), args)
+	rr, err := d.bench(ctx, s.name, c.endpoints(), args)
 	if err != nil {
 		return err
 	}
 	if rr.res.Errors > 0 {
-		return fmt.Errorf("loadbench: loading keys: %d errors: %v", rr.res.Errors, rr.res.ErrorSamples)
+		return fmt.Errorf("loadbench: loading keys into %s: %d errors: %v", s.name, rr.res.Errors, rr.res.ErrorSamples)
 	}
-	rep.loadCmd, rep.loadSecs = rr.cmd, rr.res.Seconds
+	mf.loadCmd, mf.loadSecs = rr.cmd, rr.res.Seconds
 	m := c.members[0]
-	if rep.rss, err = m.statusMiB("VmRSS"); err != nil {
+	if mf.rss, err = m.statusMiB("VmRSS"); err != nil {
 		return err
 	}
-	if rep.hwm, err = m.statusMiB("VmHWM"); err != nil {
+	if mf.hwm, err = m.statusMiB("VmHWM"); err != nil {
 		return err
 	}
 	for i := range 3 {
@@ -165,13 +249,13 @@ func (d *driver) restartFigures(ctx context.Context, rep *report) error {
 		if err := c.waitHealthy(ctx, 120*time.Second); err != nil {
 			return err
 		}
-		rep.restarts = append(rep.restarts, time.Since(t0))
+		mf.restarts = append(mf.restarts, time.Since(t0))
 		if i == 0 {
-			if rep.rssAfter, err = m.statusMiB("VmRSS"); err != nil {
+			if mf.rssAfter, err = m.statusMiB("VmRSS"); err != nil {
 				return err
 			}
 		}
 	}
-	d.log.Info("restart figures", "rss_mib", rep.rss, "rss_after_restart_mib", rep.rssAfter, "restarts", rep.restarts)
+	d.log.Info("restart figures", "server", s.name, "rss_mib", mf.rss, "rss_after_restart_mib", mf.rssAfter, "restarts", mf.restarts)
 	return nil
 }

@@ -2,8 +2,14 @@
 // the built cairn binary on 127.0.0.x with fresh data directories, runs
 // every scenario of the load table with bin/cairn-bench, measures RSS and
 // restart time with 1M keys, and writes the "## Load: cairn vs etcd"
-// section of BENCHMARKS.md (etcd v3.7.1's figures from issue 6 beside
-// ours, with the machine, the commit and every command).
+// section of BENCHMARKS.md (with the machine, the commit and every command).
+//
+// With --etcd (an etcd v3.7.1 binary, built by tools/build-etcd.sh), an
+// etcd cluster of each size runs beside cairn's, both up at once, and every
+// scenario runs against both back to back, alternating which goes first;
+// RSS and restart time are measured for etcd too, after cairn. The table
+// then shows both servers measured here, their ratio and the issue's
+// targets. Without it, cairn's figures stand beside etcd's from issue 6.
 //
 // Members are stopped by PID (SIGTERM, then SIGKILL after 20 s); data
 // directories live under a temporary directory removed at the end.
@@ -29,6 +35,7 @@ func run() int {
 	out := flag.String("out", "BENCHMARKS.md", "file whose load section is (re)written")
 	quick := flag.Bool("quick", false, "tiny runs (checks the driver, figures meaningless)")
 	keys := flag.Int("keys", 1000000, "keys written before the RSS and restart measurements")
+	etcd := flag.String("etcd", "", "etcd server binary to measure beside cairn (empty: cairn only, the issue's etcd figures)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -45,6 +52,12 @@ func run() int {
 		return 1
 	}
 	d := &driver{bin: abs, work: work, log: log, quick: *quick, keys: *keys}
+	if *etcd != "" {
+		if d.etcd, err = filepath.Abs(*etcd); err != nil {
+			log.Error("etcd binary", "err", err)
+			return 1
+		}
+	}
 	rep, err := d.all(ctx)
 	if err != nil {
 		log.Error("load benchmark failed", "err", err)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -72,37 +73,157 @@ func group(v float64) string {
 	return b.String()
 }
 
+// render returns the load section: cairn and etcd measured side by side
+// when etcd ran here, else cairn beside the issue's etcd figures.
 func render(rep *report) string {
-	var b strings.Builder
-	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	if rep.etcd != nil {
+		return renderSideBySide(rep)
+	}
+	return renderCairnOnly(rep)
+}
+
+// printer appends formatted text to a section.
+type printer func(format string, args ...any)
+
+// header prints the title, when the run happened and the machine line, up
+// to "over loopback".
+func header(p printer, rep *report) {
 	p("%s\n\n", sectionTitle)
 	p("Written by `make bench` (tools/loadbench) on %s; the whole run took %s.\n\n", rep.started.UTC().Format("2006-01-02 15:04 MST"), rep.took.Round(time.Second))
 	p("Machine: `nproc` = %d, CPU %s, kernel %s, %s; commit %s. Load client and all members on the one box over loopback\n",
 		runtime.NumCPU(), cpuModel(), sh("uname", "-r"), runtime.Version(), commit())
+}
+
+// restartSpan formats the fastest and slowest restart.
+func restartSpan(restarts []time.Duration) string {
+	mn, mx := restarts[0], restarts[0]
+	for _, d := range restarts {
+		mn, mx = min(mn, d), max(mx, d)
+	}
+	return fmt.Sprintf("%.2f-%.2f s (%d restarts)", mn.Seconds(), mx.Seconds(), len(restarts))
+}
+
+// latencyRow prints one row of the per-run latency table; server, when not
+// empty, fills a server column after members.
+func latencyRow(p printer, size int, server string, rr runResult) {
+	r := rr.res
+	col := ""
+	if server != "" {
+		col = " " + server + " |"
+	}
+	p("| %d |%s `%s` | %d | %d | %s | %.2f | %.2f | %.2f | %.2f |\n", size, col, rr.cmd, r.Requests, r.Errors, group(r.PerSecond), r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms)
+}
+
+// renderCairnOnly is the section without --etcd: cairn's figures beside the
+// issue's etcd figures.
+func renderCairnOnly(rep *report) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	header(p, rep)
 	p("(members on 127.0.0.1-3, fresh data dirs, default heartbeat/election). etcd v3.7.1's figures are the issue's, measured with etcd's\n")
 	p("own benchmark tool on this kind of machine, not on this one. The box is shared with other jobs: treat the figures as rough.\n\n")
 	p("Parameters unless stated: 8-byte keys, 256-byte values, random keys over 100,000, 64 clients over 8 connections.\n\n")
 	p("| scenario | etcd 1 member | cairn 1 member | etcd 3 members | cairn 3 members |\n|---|---|---|---|---|\n")
+	c := &rep.cairn
 	for _, s := range rep.order {
-		p("| %s | %s | %s | %s | %s |\n", s.label, s.etcd[0], cell(rep.runs[0][s.id], s.id), s.etcd[1], cell(rep.runs[1][s.id], s.id))
+		p("| %s | %s | %s | %s | %s |\n", s.label, s.etcd[0], cell(c.runs[0][s.id], s.id), s.etcd[1], cell(c.runs[1][s.id], s.id))
 	}
-	mn, mx := rep.restarts[0], rep.restarts[0]
-	for _, d := range rep.restarts {
-		mn, mx = min(mn, d), max(mx, d)
-	}
-	p("| RSS after writing %s keys (16 B keys, 256 B values) | 458 MiB | %.0f MiB (peak %.0f MiB) | | |\n", group(float64(rep.keys)), rep.rss, rep.hwm)
-	p("| RSS after a restart | 700 MiB | %.0f MiB | | |\n", rep.rssAfter)
-	p("| restart until healthy with %s keys | 3.1-3.3 s | %.2f-%.2f s (%d restarts) | | |\n\n", group(float64(rep.keys)), mn.Seconds(), mx.Seconds(), len(rep.restarts))
+	p("| RSS after writing %s keys (16 B keys, 256 B values) | 458 MiB | %.0f MiB (peak %.0f MiB) | | |\n", group(float64(rep.keys)), c.mem.rss, c.mem.hwm)
+	p("| RSS after a restart | 700 MiB | %.0f MiB | | |\n", c.mem.rssAfter)
+	p("| restart until healthy with %s keys | 3.1-3.3 s | %s | | |\n\n", group(float64(rep.keys)), restartSpan(c.mem.restarts))
 	p("Latency percentiles of every run (ms; watch: put-to-event latency):\n\n")
 	p("| members | command | requests | errors | per second | p50 | p90 | p99 | p99.9 |\n|---|---|---|---|---|---|---|---|---|\n")
 	for i, size := range []int{1, 3} {
 		for _, s := range rep.order {
-			rr := rep.runs[i][s.id]
-			r := rr.res
-			p("| %d | `%s` | %d | %d | %s | %.2f | %.2f | %.2f | %.2f |\n", size, rr.cmd, r.Requests, r.Errors, group(r.PerSecond), r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms)
+			latencyRow(p, size, "", c.runs[i][s.id])
 		}
 	}
-	p("\nThe %s keys were written with `%s` (%.1f s; %d puts per transaction to keep `make bench` short),\n", group(float64(rep.keys)), rep.loadCmd, rep.loadSecs, 100)
+	p("\nThe %s keys were written with `%s` (%.1f s; %d puts per transaction to keep `make bench` short),\n", group(float64(rep.keys)), c.mem.loadCmd, c.mem.loadSecs, 100)
+	p("then RSS read from `/proc/<pid>/status` (VmRSS, VmHWM); each restart is SIGTERM, start, poll `/health` every 10 ms until `\"health\":\"true\"`.\n")
+	p("Every command ran with `--endpoints <the cluster's client URLs> --json`; the clusters were started by tools/loadbench.\n")
+	return b.String()
+}
+
+// ratio is the cairn/etcd cell of scenario id: throughput, and for the put
+// rows the latency percentile the issue's target is about.
+func ratio(id string, etcd, cairn runResult) string {
+	e, c := etcd.res, cairn.res
+	s := times(c.PerSecond, e.PerSecond)
+	switch id {
+	case "put1":
+		s += ", p50 " + times(c.P50Ms, e.P50Ms)
+	case "put64":
+		s += ", p99 " + times(c.P99Ms, e.P99Ms)
+	}
+	return s
+}
+
+// times formats a/b as "1.32x" ("—" when b is not positive).
+func times(a, b float64) string {
+	if b <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+// memCells formats one server's RSS and restart cells.
+func memCells(mf memFigures) (rss, after, restart string) {
+	return fmt.Sprintf("%.0f MiB (peak %.0f MiB)", mf.rss, mf.hwm), fmt.Sprintf("%.0f MiB", mf.rssAfter), restartSpan(mf.restarts)
+}
+
+// renderSideBySide is the section with etcd measured here: both servers'
+// figures, their ratio and the issue's target, then the issue's etcd
+// figures for reference.
+func renderSideBySide(rep *report) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	header(p, rep)
+	version := "v" + strings.TrimPrefix(rep.etcdVersion, "etcd Version: ")
+	p("(members on 127.0.0.1-3, fresh data dirs, default heartbeat/election). etcd %s (`%s` from `etcd --version`; built from the\n", version, rep.etcdVersion)
+	p("Go module proxy by tools/build-etcd.sh) ran side by side with cairn: for each cluster size an etcd and a cairn cluster were up at\n")
+	p("once (different ports), and each scenario ran the same cairn-bench command against both, back to back, alternating which went\n")
+	p("first from row to row (etcd in the first row), so that slow spells of this shared box hit both. The box is shared with other jobs:\n")
+	p("compare within a row rather than across runs.\n\n")
+	p("Parameters unless stated: 8-byte keys, 256-byte values, random keys over 100,000, 64 clients over 8 connections.\n")
+	p("cairn/etcd: cairn's throughput over etcd's (above 1x: cairn faster) and, in the put rows, cairn's p50 or p99 over etcd's (below\n")
+	p("1x: cairn quicker); target: the issue's goal for that ratio.\n\n")
+	p("| scenario | etcd 1 member | cairn 1 member | cairn/etcd | etcd 3 members | cairn 3 members | cairn/etcd | target |\n")
+	p("|---|---|---|---|---|---|---|---|\n")
+	e, c := rep.etcd, &rep.cairn
+	for _, s := range rep.order {
+		p("| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.label,
+			cell(e.runs[0][s.id], s.id), cell(c.runs[0][s.id], s.id), ratio(s.id, e.runs[0][s.id], c.runs[0][s.id]),
+			cell(e.runs[1][s.id], s.id), cell(c.runs[1][s.id], s.id), ratio(s.id, e.runs[1][s.id], c.runs[1][s.id]), s.target)
+	}
+	keys := group(float64(rep.keys))
+	eRSS, eAfter, eRestart := memCells(e.mem)
+	cRSS, cAfter, cRestart := memCells(c.mem)
+	p("| RSS after writing %s keys (16 B keys, 256 B values) | %s | %s | | | | | ≤ 180 MiB |\n", keys, eRSS, cRSS)
+	p("| RSS after a restart | %s | %s | | | | | no higher than after writing |\n", eAfter, cAfter)
+	p("| restart until healthy with %s keys | %s | %s | | | | | ≤ 1 s |\n\n", keys, eRestart, cRestart)
+	p("The issue's etcd figures (etcd's own benchmark tool, another machine of this kind):\n\n")
+	p("| scenario | etcd 1 member | etcd 3 members |\n|---|---|---|\n")
+	for _, s := range rep.order {
+		p("| %s | %s | %s |\n", s.label, s.etcd[0], s.etcd[1])
+	}
+	p("| RSS after writing 1,000,000 keys (16 B keys, 256 B values) | 458 MiB | |\n")
+	p("| RSS after a restart | 700 MiB | |\n")
+	p("| restart until healthy with 1,000,000 keys | 3.1-3.3 s | |\n\n")
+	p("Latency percentiles of every run, in the order they ran (ms; watch: put-to-event latency):\n\n")
+	p("| members | server | command | requests | errors | per second | p50 | p90 | p99 | p99.9 |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for i, size := range []int{1, 3} {
+		for j, s := range rep.order {
+			names := []string{cairnName, etcdName}
+			if etcdFirst(j) {
+				slices.Reverse(names)
+			}
+			for _, name := range names {
+				latencyRow(p, size, name, rep.of(name).runs[i][s.id])
+			}
+		}
+	}
+	p("\nThe %s keys were written to a fresh one-member cluster of each server in turn (cairn's, then etcd's; never both at once)\n", keys)
+	p("with `%s` (cairn %.1f s, etcd %.1f s; %d puts per transaction to keep `make bench` short),\n", c.mem.loadCmd, c.mem.loadSecs, e.mem.loadSecs, 100)
 	p("then RSS read from `/proc/<pid>/status` (VmRSS, VmHWM); each restart is SIGTERM, start, poll `/health` every 10 ms until `\"health\":\"true\"`.\n")
 	p("Every command ran with `--endpoints <the cluster's client URLs> --json`; the clusters were started by tools/loadbench.\n")
 	return b.String()
