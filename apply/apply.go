@@ -2,7 +2,8 @@
 //
 // A normal entry carries one etcdserverpb.InternalRaftRequest, marshalled
 // with protobuf ([Encode], [Decode]); its header ID connects the result with
-// the proposer waiting for it. [Apply] dispatches the request to the state
+// the proposer waiting for it ([PeekID] reads that ID without decoding, so
+// the proposing member can apply the request object it holds). [Apply] dispatches the request to the state
 // owners (today the revisioned store through the [KV] interface) and returns
 // a [Result]. Applying is deterministic: no clock, no randomness, no map
 // iteration order; the same log applied on every member yields the same
