@@ -11,12 +11,15 @@
 //     the apply goroutine, which runs concurrently with the rest of the loop;
 //  3. if this member leads, sends the outgoing messages now, before its own
 //     fsync (Raft thesis 10.2.1: the leader's own log write counts toward the
-//     quorum only once it is durable, so sending early is safe);
+//     quorum only once it is durable, so sending early is safe); a follower
+//     sends the requests it forwards to the leader (MsgProp, MsgReadIndex)
+//     now too, since they acknowledge nothing, so a client's write on a
+//     follower does not wait for that follower's fsync to reach the leader;
 //  4. persists: an incoming snapshot's marker, then hard state and entries in
 //     one WAL call with one fsync; appends the entries to the in-memory
 //     raft.MemoryStorage and installs an incoming snapshot there;
 //  5. signals [Apply.Persisted], so the applier may install a snapshot;
-//  6. if this member follows, sends the messages only now (a follower
+//  6. if this member follows, sends the other messages only now (a follower
 //     acknowledges only what is durable); when the batch holds configuration
 //     changes it first waits until the applier has applied them, so that
 //     votes are counted against the new configuration;

@@ -22,9 +22,18 @@ type memWAL struct {
 	snaps   []uint64
 	saves   int
 	failErr error
+	// gate, if set, holds every Save with entries until it receives a
+	// permit (or the channel is closed).
+	gate chan struct{}
 }
 
 func (w *memWAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error {
+	w.mu.Lock()
+	gate := w.gate
+	w.mu.Unlock()
+	if gate != nil && len(ents) > 0 {
+		<-gate
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.failErr != nil {
@@ -266,4 +275,54 @@ func TestStartRejectsBadTiming(t *testing.T) {
 	if err == nil {
 		t.Fatal("Start accepted election ticks <= heartbeat ticks")
 	}
+}
+
+// A follower forwards a client's proposal to the leader without waiting for
+// the fsync of the Ready that carries it: here that fsync never finishes,
+// and the leader still commits and applies the proposal with the other
+// follower.
+func TestFollowerForwardsProposalBeforeItsFsync(t *testing.T) {
+	_, members := startCluster(t, 3)
+	leader := waitLeader(t, members)
+	var f *testMember
+	for _, m := range members {
+		if m != leader {
+			f = m
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gate := make(chan struct{})
+	f.wal.mu.Lock()
+	f.wal.gate = gate
+	f.wal.mu.Unlock()
+	defer close(gate)
+	has := func(m *testMember, d string) func() bool {
+		return func() bool {
+			for _, a := range m.appliedData() {
+				if a == d {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	// f's Ready loop stops in the Save of e1.
+	if err := leader.node.Propose(ctx, []byte("e1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "leader applies e1", has(leader, "e1"))
+	// e2 reaches f's raft while its loop is stuck, then f's own proposal:
+	// both land in f's next Ready.
+	if err := leader.node.Propose(ctx, []byte("e2")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "leader applies e2", has(leader, "e2"))
+	time.Sleep(50 * time.Millisecond) // e2's MsgApp stepped by f
+	if err := f.node.Propose(ctx, []byte("p")); err != nil {
+		t.Fatal(err)
+	}
+	gate <- struct{}{} // e1's Save finishes; the next Ready (e2, MsgProp p) blocks in its Save
+	waitFor(t, "leader applies f's proposal while f's fsync hangs", has(leader, "p"))
 }

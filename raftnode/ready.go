@@ -65,8 +65,15 @@ func (n *Node) handleReady(rd *raft.Ready, isLeader bool) bool {
 		close(applied)
 	}
 
+	msgs := rd.Messages
 	if isLeader {
-		n.send(rd.Messages)
+		n.send(msgs)
+	} else {
+		// Requests a follower forwards to the leader acknowledge nothing
+		// this Ready persists: they need not wait for its fsync.
+		var early []*raftpb.Message
+		early, msgs = splitRequests(msgs)
+		n.send(early)
 	}
 	if err := n.persist(rd); err != nil {
 		close(persisted)
@@ -85,10 +92,27 @@ func (n *Node) handleReady(rd *raft.Ready, isLeader bool) bool {
 				return false
 			}
 		}
-		n.send(rd.Messages)
+		n.send(msgs)
 	}
 	n.node.Advance()
 	return true
+}
+
+// splitRequests separates forwarded proposals and read-index requests
+// (MsgProp, MsgReadIndex: a follower passing a local request to the leader)
+// from the other messages, which may acknowledge what the Ready persists
+// (append and vote responses) and so must wait for the fsync. Order is kept
+// within each part.
+func splitRequests(msgs []*raftpb.Message) (requests, rest []*raftpb.Message) {
+	for _, m := range msgs {
+		switch m.GetType() {
+		case raftpb.MsgProp, raftpb.MsgReadIndex:
+			requests = append(requests, m)
+		default:
+			rest = append(rest, m)
+		}
+	}
+	return requests, rest
 }
 
 // persist writes a Ready's snapshot marker, hard state and entries to the
