@@ -9,6 +9,9 @@
 //  1. publishes the soft state (leader, role) and read states (ReadIndex);
 //  2. queues an [Apply] batch (committed entries, an incoming snapshot) for
 //     the apply goroutine, which runs concurrently with the rest of the loop;
+//     if earlier Readies already made every committed entry durable (always
+//     on the leader), the batch's Persisted channel is closed at once, so
+//     applying does not wait for this Ready's fsync of newer entries;
 //  3. if this member leads, sends the outgoing messages now, before its own
 //     fsync (Raft thesis 10.2.1: the leader's own log write counts toward the
 //     quorum only once it is durable, so sending early is safe); a follower

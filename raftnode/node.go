@@ -65,8 +65,10 @@ type Apply struct {
 	// only after Persisted is closed.
 	Snapshot *raftpb.Snapshot
 	Entries  []*raftpb.Entry
-	// Persisted is closed once the Ready that produced this batch has been
-	// written to the WAL.
+	// Persisted is closed once Entries (and Snapshot) are durable in the
+	// WAL: at once if earlier Readies wrote them all (the leader's committed
+	// entries always, a follower's mostly), else when the Ready that
+	// produced this batch has been written.
 	Persisted <-chan struct{}
 	// Applied must be closed by the applier once the batch is applied.
 	Applied chan<- struct{}
@@ -98,6 +100,12 @@ type Node struct {
 	stopc    chan struct{}
 	donec    chan struct{}
 	stopOnce sync.Once
+
+	// durable is the index of the last entry in the WAL as of the end of
+	// the previous Ready (used by the Ready loop only).
+	durable uint64
+	// durableCommit is the commit index of the last hard state in the WAL.
+	durableCommit atomic.Uint64
 }
 
 // Start starts the raft node and its Ready loop.
@@ -144,9 +152,26 @@ func Start(cfg Config) (*Node, error) {
 	} else {
 		n.node = raft.RestartNode(rc)
 	}
+	last, err := cfg.Storage.LastIndex()
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: last index of the log: %w", err)
+	}
+	n.durable = last
+	hs, _, err := cfg.Storage.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: initial state: %w", err)
+	}
+	n.durableCommit.Store(hs.GetCommit())
 	go n.run()
 	return n, nil
 }
+
+// DurableCommit is the commit index recorded in the WAL. Applied entries
+// may be ahead of it (an entry is applied once it is committed and durable,
+// while the hard state saying so may still be on its way to the WAL), so a
+// snapshot marker, which a restart trusts only up to the recorded commit
+// index, must not be placed above it.
+func (n *Node) DurableCommit() uint64 { return n.durableCommit.Load() }
 
 // Apply returns the channel of batches for the apply goroutine. It is
 // closed when the node stops.

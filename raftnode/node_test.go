@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -102,9 +103,7 @@ func (tm *testMember) appliedData() []string {
 // configuration changes.
 func (tm *testMember) applyLoop() {
 	for ap := range tm.node.Apply() {
-		if ap.Snapshot != nil {
-			<-ap.Persisted
-		}
+		<-ap.Persisted // as the server's applier: nothing is applied before it is durable
 		for _, e := range ap.Entries {
 			switch e.GetType() {
 			case raftpb.EntryNormal:
@@ -325,4 +324,63 @@ func TestFollowerForwardsProposalBeforeItsFsync(t *testing.T) {
 	}
 	gate <- struct{}{} // e1's Save finishes; the next Ready (e2, MsgProp p) blocks in its Save
 	waitFor(t, "leader applies f's proposal while f's fsync hangs", has(leader, "p"))
+}
+
+// The leader applies committed entries without waiting for the fsync of the
+// Ready that delivers them, which persists newer entries: its committed
+// entries were made durable by earlier Readies.
+func TestLeaderAppliesWhileNextFsyncHangs(t *testing.T) {
+	_, members := startCluster(t, 3)
+	leader := waitLeader(t, members)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gate := make(chan struct{})
+	leader.wal.mu.Lock()
+	leader.wal.gate = gate
+	leader.wal.mu.Unlock()
+	defer close(gate)
+	// The leader's loop stops in the Save of e1; the followers store e1,
+	// so e1 commits; e2 waits in the leader's raft.
+	if err := leader.node.Propose(ctx, []byte("e1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "leader commits e1", func() bool {
+		st := leader.node.RaftStatus()
+		return st.GetCommit() > st.Applied
+	})
+	if err := leader.node.Propose(ctx, []byte("e2")); err != nil {
+		t.Fatal(err)
+	}
+	gate <- struct{}{} // e1's Save finishes; the next Ready (e1 committed, e2 to write) holds in its Save
+	waitFor(t, "leader applies e1 while e2's fsync hangs", func() bool {
+		return slices.Contains(leader.appliedData(), "e1")
+	})
+}
+
+func TestAlreadyDurable(t *testing.T) {
+	ents := func(idx ...uint64) []*raftpb.Entry {
+		var out []*raftpb.Entry
+		for _, i := range idx {
+			out = append(out, &raftpb.Entry{Index: proto.Uint64(i)})
+		}
+		return out
+	}
+	n := &Node{durable: 10}
+	for _, c := range []struct {
+		name      string
+		committed []*raftpb.Entry
+		entries   []*raftpb.Entry
+		want      bool
+	}{
+		{"nothing committed", nil, ents(11), false},
+		{"committed all written before", ents(8, 9, 10), ents(11, 12), true},
+		{"committed beyond the WAL", ents(10, 11), nil, false},
+		{"committed entry rewritten by this Ready", ents(9, 10), ents(10, 11), false},
+		{"committed entry written by this Ready", ents(11), ents(11), false},
+		{"no new entries", ents(10), nil, true},
+	} {
+		if got := n.alreadyDurable(&raft.Ready{CommittedEntries: c.committed, Entries: c.entries}); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
 }

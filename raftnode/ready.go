@@ -53,6 +53,9 @@ func (n *Node) handleReady(rd *raft.Ready, isLeader bool) bool {
 	hasSnap := !raft.IsEmptySnap(rd.Snapshot)
 	if hasSnap || len(rd.CommittedEntries) > 0 {
 		ap := &Apply{Entries: rd.CommittedEntries, Persisted: persisted, Applied: applied}
+		if !hasSnap && n.alreadyDurable(rd) {
+			ap.Persisted = closedChan // the applier need not wait for this Ready's fsync
+		}
 		if hasSnap {
 			ap.Snapshot = rd.Snapshot
 		}
@@ -81,6 +84,18 @@ func (n *Node) handleReady(rd *raft.Ready, isLeader bool) bool {
 		return false
 	}
 	close(persisted)
+	if c := rd.HardState.GetCommit(); c > n.durableCommit.Load() {
+		n.durableCommit.Store(c)
+	}
+	if hasSnap {
+		n.durable = rd.Snapshot.GetMetadata().GetIndex()
+		if i := rd.Snapshot.GetMetadata().GetIndex(); i > n.durableCommit.Load() {
+			n.durableCommit.Store(i)
+		}
+	}
+	if k := len(rd.Entries); k > 0 {
+		n.durable = rd.Entries[k-1].GetIndex() // later entries, if any, were cut
+	}
 
 	if !isLeader {
 		if hasConfChange(rd.CommittedEntries) {
@@ -96,6 +111,28 @@ func (n *Node) handleReady(rd *raft.Ready, isLeader bool) bool {
 	}
 	n.node.Advance()
 	return true
+}
+
+// closedChan is an always-closed Persisted channel.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// alreadyDurable reports whether every committed entry of rd was written to
+// the WAL by an earlier Ready and is not being rewritten by this one, so
+// applying it need not wait for this Ready's fsync. The leader's committed
+// entries always are (raft counts the leader's own entries toward a commit
+// only once their append was acknowledged, after the fsync); a follower's
+// are unless the leader's message carried new entries and a commit index
+// covering them together.
+func (n *Node) alreadyDurable(rd *raft.Ready) bool {
+	k := len(rd.CommittedEntries)
+	if k == 0 {
+		return false
+	}
+	limit := n.durable
+	if len(rd.Entries) > 0 {
+		limit = min(limit, rd.Entries[0].GetIndex()-1)
+	}
+	return rd.CommittedEntries[k-1].GetIndex() <= limit
 }
 
 // splitRequests separates forwarded proposals and read-index requests

@@ -323,6 +323,9 @@ func (s *Server) maybeSnapshot() error {
 	if durable < applied {
 		applied = durable
 	}
+	// A restart trusts a snapshot marker only up to the commit index the
+	// WAL records, which may trail what was applied.
+	applied = min(applied, s.node.DurableCommit())
 	sn, err := s.raftStorage.CreateSnapshot(applied, s.confState, nil)
 	if err != nil {
 		if err == raft.ErrSnapOutOfDate {
