@@ -327,11 +327,16 @@ func (s *Store) fillFilter(it *pebble.Iterator, f *keyFilter) error {
 // noteKey records that key now has a version (the apply goroutine, before
 // the write commits).
 func (s *Store) noteKey(key []byte) {
-	if f := s.filter.Load(); f != nil {
-		f.add(key)
-	}
+	// The filter being built first: a finished build installs its filter
+	// before it clears building, so a writer that finds building cleared
+	// finds the new filter installed. (In the other order a writer could
+	// add to the old filter, then miss the new one that the build installs
+	// in between: a key missing from the filter in use.)
 	if b := s.building.Load(); b != nil {
 		b.add(key)
+	}
+	if f := s.filter.Load(); f != nil {
+		f.add(key)
 	}
 }
 

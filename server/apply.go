@@ -206,7 +206,7 @@ func (s *Server) applyConfChange(bt *backend.Batch, e *raftpb.Entry) (pendingRes
 	if err := bt.Set(apply.ConfChangeOutcomeKey(e.GetIndex()), outcome); err != nil {
 		return pendingResult{}, err
 	}
-	s.confState = s.node.ApplyConfChange(&cc)
+	s.confState, s.confIndex = s.node.ApplyConfChange(&cc), e.GetIndex()
 	res := confChangeResult{err: err}
 	if err == nil {
 		if aerr := s.cluster.Apply(ch); aerr != nil {
@@ -239,7 +239,7 @@ func (s *Server) replayConfChange(be *backend.Backend, e *raftpb.Entry) error {
 	if !bytes.Equal(outcome, apply.OutcomeApplied) {
 		cc.NodeId = proto.Uint64(0)
 	}
-	s.confState = s.node.ApplyConfChange(&cc)
+	s.confState, s.confIndex = s.node.ApplyConfChange(&cc), e.GetIndex()
 	return nil
 }
 
@@ -300,7 +300,7 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) error {
 		}
 	}
 	s.confState = proto.Clone(sn.GetMetadata().GetConfState()).(*raftpb.ConfState)
-	s.snapshotIndex = idx
+	s.confIndex, s.snapshotIndex = idx, idx
 	s.snapshotsInstalled.Add(1)
 	s.setApplied(be.AppliedIndex())
 	return s.snapDir.RemoveStagedThrough(at)
@@ -326,6 +326,11 @@ func (s *Server) maybeSnapshot() error {
 	// A restart trusts a snapshot marker only up to the commit index the
 	// WAL records, which may trail what was applied.
 	applied = min(applied, s.node.DurableCommit())
+	if applied < s.confIndex {
+		// confState is the configuration after a change above the
+		// snapshot's index: try again after the next batch.
+		return nil
+	}
 	sn, err := s.raftStorage.CreateSnapshot(applied, s.confState, nil)
 	if err != nil {
 		if err == raft.ErrSnapOutOfDate {

@@ -281,7 +281,7 @@ func (s *Server) restart() error {
 		return err
 	}
 	s.confState = proto.Clone(cs).(*raftpb.ConfState)
-	s.snapshotIndex = marker.Index
+	s.confIndex, s.snapshotIndex = marker.Index, marker.Index
 	s.log.Info("restarting member", "member", fmt.Sprintf("%x", s.id), "cluster", fmt.Sprintf("%x", md.ClusterID),
 		"snapshot-index", marker.Index, "applied-index", s.be.AppliedIndex(), "log-entries", len(ents), "commit", hs.GetCommit())
 	return nil

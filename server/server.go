@@ -79,6 +79,7 @@ type Server struct {
 
 	// Owned by the apply goroutine.
 	confState      *raftpb.ConfState
+	confIndex      uint64 // index at which confState took effect (a conf change or a snapshot)
 	snapshotIndex  uint64
 	logBytes       uint64 // entry bytes applied since the last snapshot
 	membersChanged bool   // in the batch being applied
