@@ -17,12 +17,9 @@ import (
 // its earlier ops.
 func (w *Writer) Txn(t *pb.TxnRequest) (*pb.TxnResponse, error) {
 	ctx := context.Background()
-	it, err := w.iter()
-	if err != nil {
-		return nil, err
-	}
+	it := &lazyIter{w: w}
 	path, err := w.txnPath(ctx, it, t)
-	it.Close()
+	it.close()
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +36,7 @@ func (w *Writer) Txn(t *pb.TxnRequest) (*pb.TxnResponse, error) {
 
 // txnPath evaluates compares (depth first, success flag per txn) and checks
 // the ops of the chosen branches.
-func (w *Writer) txnPath(ctx context.Context, it *pebble.Iterator, t *pb.TxnRequest) ([]bool, error) {
+func (w *Writer) txnPath(ctx context.Context, it *lazyIter, t *pb.TxnRequest) ([]bool, error) {
 	ok, err := w.compares(ctx, it, t.Compare)
 	if err != nil {
 		return nil, err
@@ -103,14 +100,15 @@ func (w *Writer) execTxn(ctx context.Context, t *pb.TxnRequest, path []bool) (*p
 }
 
 func (w *Writer) execOp(ctx context.Context, op *pb.RequestOp) (*pb.ResponseOp, error) {
-	it, err := w.iter()
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
+	li := &lazyIter{w: w}
+	defer li.close()
 	switch o := op.Request.(type) {
 	case *pb.RequestOp_RequestRange:
 		rev, err := checkRev(o.RequestRange.Revision, w.rev, w.compactRev)
+		if err != nil {
+			return nil, err
+		}
+		it, err := li.get()
 		if err != nil {
 			return nil, err
 		}
@@ -121,12 +119,16 @@ func (w *Writer) execOp(ctx context.Context, op *pb.RequestOp) (*pb.ResponseOp, 
 		rr.Header.Revision = w.rev
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: rr}}, nil
 	case *pb.RequestOp_RequestPut:
-		pr, err := w.put(it, o.RequestPut)
+		pr, err := w.put(li, o.RequestPut)
 		if err != nil {
 			return nil, err
 		}
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponsePut{ResponsePut: pr}}, nil
 	case *pb.RequestOp_RequestDeleteRange:
+		it, err := li.get()
+		if err != nil {
+			return nil, err
+		}
 		dr, err := w.deleteRange(it, o.RequestDeleteRange)
 		if err != nil {
 			return nil, err
@@ -148,14 +150,37 @@ func setTxnRev(resp *pb.TxnResponse, rev int64) {
 }
 
 // compares reports whether every compare holds at the writer's revision.
-func (w *Writer) compares(ctx context.Context, it *pebble.Iterator, cs []*pb.Compare) (bool, error) {
+func (w *Writer) compares(ctx context.Context, li *lazyIter, cs []*pb.Compare) (bool, error) {
 	for _, c := range cs {
-		ok, err := compare(ctx, it, c, w.rev)
+		var ok bool
+		var err error
+		if len(c.RangeEnd) == 0 {
+			ok, err = w.compareKey(li, c)
+		} else {
+			var it *pebble.Iterator
+			if it, err = li.get(); err == nil {
+				ok, err = compare(ctx, it, c, w.rev)
+			}
+		}
 		if err != nil || !ok {
 			return false, err
 		}
 	}
 	return true, nil
+}
+
+// compareKey evaluates a compare on one key through prev (the writer's
+// overlay, the cache, the filter, else a seek): the newest live version,
+// as a scan of the key at the writer's revision finds it.
+func (w *Writer) compareKey(li *lazyIter, c *pb.Compare) (bool, error) {
+	kv, err := w.prev(li, c.Key)
+	if err != nil {
+		return false, err
+	}
+	if kv == nil {
+		return c.Target != pb.Compare_VALUE && compareKV(c, &mvccpb.KeyValue{}), nil
+	}
+	return compareKV(c, kv), nil
 }
 
 // compare evaluates one compare as etcd does: over range_end it holds iff
