@@ -378,6 +378,7 @@ func TestAlreadyDurable(t *testing.T) {
 		{"committed entry rewritten by this Ready", ents(9, 10), ents(10, 11), false},
 		{"committed entry written by this Ready", ents(11), ents(11), false},
 		{"no new entries", ents(10), nil, true},
+		{"a configuration change", append(ents(9), &raftpb.Entry{Index: proto.Uint64(10), Type: raftpb.EntryConfChange.Enum()}), nil, false},
 	} {
 		if got := n.alreadyDurable(&raft.Ready{CommittedEntries: c.committed, Entries: c.entries}); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)

@@ -123,9 +123,15 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // only once their append was acknowledged, after the fsync); a follower's
 // are unless the leader's message carried new entries and a commit index
 // covering them together.
+//
+// A batch with a configuration change always waits: raft refuses a new
+// change while it counts an earlier one as unapplied, and it counts it
+// applied only at Advance, after this Ready's fsync. Were the change
+// applied (and its proposer answered) before that, the proposer's next
+// change could be refused.
 func (n *Node) alreadyDurable(rd *raft.Ready) bool {
 	k := len(rd.CommittedEntries)
-	if k == 0 {
+	if k == 0 || hasConfChange(rd.CommittedEntries) {
 		return false
 	}
 	limit := n.durable
