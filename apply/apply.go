@@ -73,28 +73,15 @@ func Decode(data []byte) (*pb.InternalRaftRequest, error) {
 // ok is false if data has no header ID or is not well-formed protobuf as
 // far as it was read; a caller then decodes.
 func PeekID(data []byte) (id uint64, ok bool) {
-	for len(data) > 0 {
-		num, typ, n := protowire.ConsumeTag(data)
-		if n < 0 {
-			return 0, false
+	wellFormed := eachField(data, headerField, protowire.BytesType, func(h []byte) {
+		var v uint64
+		found := false
+		if eachField(h, 1, protowire.VarintType, func(b []byte) { v, _ = protowire.ConsumeVarint(b); found = true }) && found {
+			id, ok = v, v != 0 // a later header field would win (merge); keep reading
 		}
-		data = data[n:]
-		if num == headerField && typ == protowire.BytesType {
-			h, n := protowire.ConsumeBytes(data)
-			if n < 0 {
-				return 0, false
-			}
-			data = data[n:]
-			if v, found := headerID(h); found {
-				id, ok = v, v != 0 // a later header field would win; keep reading
-			}
-			continue
-		}
-		n = protowire.ConsumeFieldValue(num, typ, data)
-		if n < 0 {
-			return 0, false
-		}
-		data = data[n:]
+	})
+	if !wellFormed {
+		return 0, false
 	}
 	return id, ok
 }
@@ -102,30 +89,31 @@ func PeekID(data []byte) (id uint64, ok bool) {
 // headerField is InternalRaftRequest.header's field number.
 const headerField = 100
 
-// headerID reads RequestHeader.ID (field 1, varint).
-func headerID(h []byte) (id uint64, found bool) {
-	for len(h) > 0 {
-		num, typ, n := protowire.ConsumeTag(h)
-		if n < 0 {
-			return 0, false
+// eachField walks the fields of a protobuf message and calls fn with the
+// contents (a bytes field's payload, a varint's encoding) of each field
+// numbered num of wire type typ, in order. It reports whether the message
+// was well-formed as far as the walk read it.
+func eachField(msg []byte, num protowire.Number, typ protowire.Type, fn func([]byte)) bool {
+	for len(msg) > 0 {
+		n, t, k := protowire.ConsumeTag(msg)
+		if k < 0 {
+			return false
 		}
-		h = h[n:]
-		if num == 1 && typ == protowire.VarintType {
-			v, n := protowire.ConsumeVarint(h)
-			if n < 0 {
-				return 0, false
+		msg = msg[k:]
+		k = protowire.ConsumeFieldValue(n, t, msg)
+		if k < 0 {
+			return false
+		}
+		if n == num && t == typ {
+			v := msg[:k]
+			if t == protowire.BytesType {
+				v, _ = protowire.ConsumeBytes(v)
 			}
-			h = h[n:]
-			id, found = v, true
-			continue
+			fn(v)
 		}
-		n = protowire.ConsumeFieldValue(num, typ, h)
-		if n < 0 {
-			return 0, false
-		}
-		h = h[n:]
+		msg = msg[k:]
 	}
-	return id, found
+	return true
 }
 
 // RequestID returns the ID a proposer waits on.
