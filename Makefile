@@ -38,7 +38,7 @@ lint:
 bench:
 	$(GO) build -o bin/ ./cmd/cairn ./cmd/cairn-bench
 	./tools/build-etcd.sh
-	$(GO) run ./tools/loadbench --bin bin --etcd bin/tools/etcd --out BENCHMARKS.md
+	$(GO) run ./tools/loadbench --bin bin --etcd bin/tools/etcd --rounds 3 --out BENCHMARKS.md
 
 # Micro-benchmarks of the storage hot paths. Figures go to BENCHMARKS.md.
 bench-micro:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -63,12 +64,21 @@ type report struct {
 	cairn       results
 	etcd        *results // nil: etcd not measured here (no --etcd)
 	etcdVersion string   // first line of `etcd --version`
+	rounds      int
+	pairs       [2]map[string]*pairRuns // side by side: every round's runs by scenario id
 }
 
 // results are one server's measurements.
 type results struct {
-	runs [2]map[string]runResult // [0] 1 member, [1] 3 members
+	runs [2]map[string]runResult // [0] 1 member, [1] 3 members; the median run of the rounds
 	mem  memFigures
+}
+
+// pairRuns are one scenario's runs against both servers, one pair per
+// round, and the order they ran in.
+type pairRuns struct {
+	etcd, cairn []runResult
+	etcdFirst   []bool
 }
 
 // memFigures are the RSS and restart measurements of one server.
@@ -97,6 +107,7 @@ type server struct {
 type driver struct {
 	bin, work string // bin: the directory holding cairn and cairn-bench
 	etcd      string // path of the etcd binary; empty: cairn only
+	rounds    int    // times each scenario runs against each server (side by side)
 	log       *slog.Logger
 	quick     bool
 	keys      int
@@ -151,13 +162,22 @@ func (d *driver) all(ctx context.Context) (*report, error) {
 		rep.etcd = &results{}
 		rep.etcdVersion, _, _ = strings.Cut(strings.TrimSpace(string(v)), "\n")
 	}
+	rep.rounds = d.rounds
 	for i, size := range []int{1, 3} {
-		runs, err := d.table(ctx, size, rep.order)
+		pairs, err := d.table(ctx, size, rep.order)
 		if err != nil {
 			return nil, err
 		}
-		for name, r := range runs {
-			rep.of(name).runs[i] = r
+		rep.pairs[i] = pairs
+		rep.cairn.runs[i] = map[string]runResult{}
+		if rep.etcd != nil {
+			rep.etcd.runs[i] = map[string]runResult{}
+		}
+		for id, pr := range pairs {
+			rep.cairn.runs[i][id] = medianRun(pr.cairn)
+			if rep.etcd != nil {
+				rep.etcd.runs[i][id] = medianRun(pr.etcd)
+			}
 		}
 	}
 	// One server at a time: the other's cluster is stopped meanwhile.
@@ -172,8 +192,9 @@ func (d *driver) all(ctx context.Context) (*report, error) {
 
 // table starts a fresh cluster of size members of every server, all up at
 // once, and runs every scenario against each server back to back (in
-// runOrder). It returns the runs by server name, then scenario id.
-func (d *driver) table(ctx context.Context, size int, order []scenario) (map[string]map[string]runResult, error) {
+// runOrder), d.rounds times over (once without etcd). It returns the runs
+// by scenario id.
+func (d *driver) table(ctx context.Context, size int, order []scenario) (map[string]*pairRuns, error) {
 	clusters := map[string]*cluster{}
 	for _, s := range d.servers() {
 		c, err := newCluster(s.name, s.bin, d.work, size)
@@ -191,20 +212,45 @@ func (d *driver) table(ctx context.Context, size int, order []scenario) (map[str
 			return nil, err
 		}
 	}
-	runs := map[string]map[string]runResult{}
-	for i, sc := range order {
-		for _, s := range d.runOrder(i) {
-			rr, err := d.bench(ctx, s.name, clusters[s.name].endpoints(), sc.args)
-			if err != nil {
-				return nil, fmt.Errorf("loadbench: %s, %d members: %w", s.name, size, err)
+	rounds := 1
+	if d.etcd != "" {
+		rounds = d.rounds
+	}
+	pairs := map[string]*pairRuns{}
+	for r := range rounds {
+		for i, sc := range order {
+			pr := pairs[sc.id]
+			if pr == nil {
+				pr = &pairRuns{}
+				pairs[sc.id] = pr
 			}
-			if runs[s.name] == nil {
-				runs[s.name] = map[string]runResult{}
+			// Alternate per row and per round.
+			pr.etcdFirst = append(pr.etcdFirst, etcdFirst(i+r))
+			for _, s := range d.runOrder(i + r) {
+				rr, err := d.bench(ctx, s.name, clusters[s.name].endpoints(), sc.args)
+				if err != nil {
+					return nil, fmt.Errorf("loadbench: %s, %d members: %w", s.name, size, err)
+				}
+				if s.name == etcdName {
+					pr.etcd = append(pr.etcd, rr)
+				} else {
+					pr.cairn = append(pr.cairn, rr)
+				}
 			}
-			runs[s.name][sc.id] = rr
 		}
 	}
-	return runs, nil
+	return pairs, nil
+}
+
+// medianRun is the run with the median throughput (the lower middle one
+// of an even count).
+func medianRun(runs []runResult) runResult {
+	if len(runs) == 0 {
+		return runResult{}
+	}
+	s := slices.Clone(runs)
+	slices.SortFunc(s, func(a, b runResult) int { return cmp.Compare(a.res.PerSecond, b.res.PerSecond) })
+	return s[(len(s)-1)/2]
 }
 
 // restartFigures writes d.keys keys (16-byte keys, 256-byte values) to a

@@ -36,6 +36,7 @@ func run() int {
 	quick := flag.Bool("quick", false, "tiny runs (checks the driver, figures meaningless)")
 	keys := flag.Int("keys", 1000000, "keys written before the RSS and restart measurements")
 	etcd := flag.String("etcd", "", "etcd server binary to measure beside cairn (empty: cairn only, the issue's etcd figures)")
+	rounds := flag.Int("rounds", 1, "with --etcd: run every scenario this many times against each server; cells show the median run, ratios the median of the paired ratios")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -51,7 +52,11 @@ func run() int {
 		log.Error("bin dir", "err", err)
 		return 1
 	}
-	d := &driver{bin: abs, work: work, log: log, quick: *quick, keys: *keys}
+	if *rounds < 1 {
+		log.Error("--rounds must be at least 1")
+		return 2
+	}
+	d := &driver{bin: abs, work: work, log: log, quick: *quick, keys: *keys, rounds: *rounds}
 	if *etcd != "" {
 		if d.etcd, err = filepath.Abs(*etcd); err != nil {
 			log.Error("etcd binary", "err", err)

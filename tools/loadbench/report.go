@@ -145,17 +145,48 @@ func renderCairnOnly(rep *report) string {
 }
 
 // ratio is the cairn/etcd cell of scenario id: throughput, and for the put
-// rows the latency percentile the target is about.
-func ratio(id string, etcd, cairn runResult) string {
-	e, c := etcd.res, cairn.res
-	s := times(c.PerSecond, e.PerSecond)
+// rows the latency percentile the target is about; over several
+// rounds, the median of the rounds' paired ratios, with the throughput
+// ratios' range.
+func ratio(id string, pr *pairRuns) string {
+	var thr, lat []float64
+	for r := range min(len(pr.etcd), len(pr.cairn)) {
+		e, c := pr.etcd[r].res, pr.cairn[r].res
+		if e.PerSecond <= 0 {
+			return "—"
+		}
+		thr = append(thr, c.PerSecond/e.PerSecond)
+		switch id {
+		case "put1":
+			lat = append(lat, c.P50Ms/e.P50Ms)
+		case "put64":
+			lat = append(lat, c.P99Ms/e.P99Ms)
+		}
+	}
+	if len(thr) == 0 {
+		return "—"
+	}
+	s := fmt.Sprintf("%.2fx", median(thr))
+	if len(thr) > 1 {
+		s += fmt.Sprintf(" (%.2f-%.2f)", slices.Min(thr), slices.Max(thr))
+	}
 	switch id {
 	case "put1":
-		s += ", p50 " + times(c.P50Ms, e.P50Ms)
+		s += fmt.Sprintf(", p50 %.2fx", median(lat))
 	case "put64":
-		s += ", p99 " + times(c.P99Ms, e.P99Ms)
+		s += fmt.Sprintf(", p99 %.2fx", median(lat))
 	}
 	return s
+}
+
+// median of v (the mean of the middle two for an even count).
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // times formats a/b as "1.32x" ("—" when b is not positive).
@@ -183,7 +214,12 @@ func renderSideBySide(rep *report) string {
 	p("Go module proxy by tools/build-etcd.sh) ran side by side with cairn: for each cluster size an etcd and a cairn cluster were up at\n")
 	p("once (different ports), and each scenario ran the same cairn-bench command against both, back to back, alternating which went\n")
 	p("first from row to row (etcd in the first row), so that slow spells of this shared box hit both. The box is shared with other jobs:\n")
-	p("compare within a row rather than across runs.\n\n")
+	p("compare within a row rather than across runs.")
+	if rep.rounds > 1 {
+		p(" Every scenario ran %d times against each server (the order alternating per round too): a cell is the run with the\n", rep.rounds)
+		p("median throughput, cairn/etcd the median of the %d paired ratios with their range in brackets.", rep.rounds)
+	}
+	p("\n\n")
 	p("Parameters unless stated: 8-byte keys, 256-byte values, random keys over 100,000, 64 clients over 8 connections.\n")
 	p("cairn/etcd: cairn's throughput over etcd's (above 1x: cairn faster) and, in the put rows, cairn's p50 or p99 over etcd's (below\n")
 	p("1x: cairn quicker); target: the issue's goal for that ratio.\n\n")
@@ -192,8 +228,8 @@ func renderSideBySide(rep *report) string {
 	e, c := rep.etcd, &rep.cairn
 	for _, s := range rep.order {
 		p("| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.label,
-			cell(e.runs[0][s.id], s.id), cell(c.runs[0][s.id], s.id), ratio(s.id, e.runs[0][s.id], c.runs[0][s.id]),
-			cell(e.runs[1][s.id], s.id), cell(c.runs[1][s.id], s.id), ratio(s.id, e.runs[1][s.id], c.runs[1][s.id]), s.target)
+			cell(e.runs[0][s.id], s.id), cell(c.runs[0][s.id], s.id), ratio(s.id, rep.pairs[0][s.id]),
+			cell(e.runs[1][s.id], s.id), cell(c.runs[1][s.id], s.id), ratio(s.id, rep.pairs[1][s.id]), s.target)
 	}
 	keys := group(float64(rep.keys))
 	eRSS, eAfter, eRestart := memCells(e.mem)
@@ -212,13 +248,19 @@ func renderSideBySide(rep *report) string {
 	p("Latency percentiles of every run, in the order they ran (ms; watch: put-to-event latency):\n\n")
 	p("| members | server | command | requests | errors | per second | p50 | p90 | p99 | p99.9 |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, size := range []int{1, 3} {
-		for j, s := range rep.order {
-			names := []string{cairnName, etcdName}
-			if etcdFirst(j) {
-				slices.Reverse(names)
-			}
-			for _, name := range names {
-				latencyRow(p, size, name, rep.of(name).runs[i][s.id])
+		for r := range rep.rounds {
+			for _, s := range rep.order {
+				pr := rep.pairs[i][s.id]
+				if r >= len(pr.etcdFirst) {
+					continue
+				}
+				first, second := pr.cairn[r], pr.etcd[r]
+				fn, sn := cairnName, etcdName
+				if pr.etcdFirst[r] {
+					first, second, fn, sn = second, first, sn, fn
+				}
+				latencyRow(p, size, fn, first)
+				latencyRow(p, size, sn, second)
 			}
 		}
 	}
