@@ -189,13 +189,6 @@ func median(v []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// times formats a/b as "1.32x" ("—" when b is not positive).
-func times(a, b float64) string {
-	if b <= 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%.2fx", a/b)
-}
 
 // memCells formats one server's RSS and restart cells.
 func memCells(mf memFigures) (rss, after, restart string) {
