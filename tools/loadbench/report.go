@@ -189,7 +189,6 @@ func median(v []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-
 // memCells formats one server's RSS and restart cells.
 func memCells(mf memFigures) (rss, after, restart string) {
 	return fmt.Sprintf("%.0f MiB (peak %.0f MiB)", mf.rss, mf.hwm), fmt.Sprintf("%.0f MiB", mf.rssAfter), restartSpan(mf.restarts)
