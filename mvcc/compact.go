@@ -89,10 +89,8 @@ func (s *Store) compactPass(target int64) error {
 		}
 	}
 	for start != nil {
-		select {
-		case <-s.stop:
+		if s.closing() {
 			return ErrClosed
-		default:
 		}
 		next, err := s.compactChunk(target, start)
 		if err != nil {

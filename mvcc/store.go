@@ -233,6 +233,16 @@ func lastRevision(be *backend.Backend) (int64, error) {
 	return r.main, err
 }
 
+// closing reports whether Close has begun.
+func (s *Store) closing() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // Close stops background compaction. The backend stays open.
 func (s *Store) Close() error {
 	s.closeMu.Do(func() { close(s.stop) })
@@ -300,12 +310,8 @@ func (s *Store) buildFilter(capacity int64) error {
 func (s *Store) fillFilter(it *pebble.Iterator, f *keyFilter) error {
 	var last []byte
 	for ok, n := it.First(), 0; ok; ok, n = it.Next(), n+1 {
-		if n%4096 == 4095 {
-			select {
-			case <-s.stop:
-				return ErrClosed
-			default:
-			}
+		if n%4096 == 4095 && s.closing() {
+			return ErrClosed
 		}
 		p, _, valid := splitKVKey(it.Key())
 		if !valid {
@@ -315,7 +321,7 @@ func (s *Store) fillFilter(it *pebble.Iterator, f *keyFilter) error {
 			continue // an older version of the same key
 		}
 		last = append(last[:0], p...)
-		key, _, err := decodeEscaped(p[1:])
+		key, _, err := decodeKVKey(it.Key())
 		if err != nil {
 			return err
 		}
@@ -350,13 +356,8 @@ func (s *Store) absent(key []byte) bool {
 // was sized for. The apply goroutine calls it from End.
 func (s *Store) growFilter() {
 	f := s.filter.Load()
-	if f == nil || !f.full() || s.building.Load() != nil {
+	if f == nil || !f.full() || s.building.Load() != nil || s.closing() {
 		return
-	}
-	select {
-	case <-s.stop:
-		return
-	default:
 	}
 	if err := s.buildFilter(2 * f.count.Load()); err != nil {
 		s.log.Error("mvcc: key filter rebuild failed", "err", err)

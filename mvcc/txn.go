@@ -178,7 +178,7 @@ func (w *Writer) compareKey(li *lazyIter, c *pb.Compare) (bool, error) {
 		return false, err
 	}
 	if kv == nil {
-		return c.Target != pb.Compare_VALUE && compareKV(c, &mvccpb.KeyValue{}), nil
+		return compareMissing(c), nil
 	}
 	return compareKV(c, kv), nil
 }
@@ -197,12 +197,15 @@ func compare(ctx context.Context, it *pebble.Iterator, c *pb.Compare, rev int64)
 		return false, err
 	}
 	if !found {
-		if c.Target == pb.Compare_VALUE {
-			return false, nil
-		}
-		return compareKV(c, &mvccpb.KeyValue{}), nil
+		return compareMissing(c), nil
 	}
 	return ok, nil
+}
+
+// compareMissing is a compare's result when no key matches: VALUE compares
+// fail, the others compare against zero.
+func compareMissing(c *pb.Compare) bool {
+	return c.Target != pb.Compare_VALUE && compareKV(c, &mvccpb.KeyValue{})
 }
 
 func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {

@@ -283,8 +283,12 @@ func (st *WatchStream) coalesce(w *watcher, r *WatchResponse) bool {
 	eventsOnly := func(r *WatchResponse) bool {
 		return len(r.Events) > 0 && !r.Created && !r.Canceled && r.CompactRevision == 0
 	}
+	if !eventsOnly(r) {
+		w.tail = nil
+		return false
+	}
 	size := eventBytes(r.Events)
-	if t := w.tail; t != nil && w.tailWide == st.wide && eventsOnly(r) && w.tailBytes+size <= maxCoalescedBytes {
+	if t := w.tail; t != nil && w.tailWide == st.wide && w.tailBytes+size <= maxCoalescedBytes {
 		// The full slice expression makes append copy: the events slice
 		// may be shared with the hub.
 		t.Events = append(t.Events[:len(t.Events):len(t.Events)], r.Events...)
@@ -292,10 +296,7 @@ func (st *WatchStream) coalesce(w *watcher, r *WatchResponse) bool {
 		w.tailBytes += size
 		return true
 	}
-	w.tail = nil
-	if eventsOnly(r) {
-		w.tail, w.tailWide, w.tailBytes = r, st.wide, size
-	}
+	w.tail, w.tailWide, w.tailBytes = r, st.wide, size
 	return false
 }
 

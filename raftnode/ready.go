@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"slices"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -89,8 +90,8 @@ func (n *Node) handleReady(rd *raft.Ready, isLeader bool) bool {
 	}
 	if hasSnap {
 		n.durable = rd.Snapshot.GetMetadata().GetIndex()
-		if i := rd.Snapshot.GetMetadata().GetIndex(); i > n.durableCommit.Load() {
-			n.durableCommit.Store(i)
+		if n.durable > n.durableCommit.Load() {
+			n.durableCommit.Store(n.durable)
 		}
 	}
 	if k := len(rd.Entries); k > 0 {
@@ -147,15 +148,22 @@ func (n *Node) alreadyDurable(rd *raft.Ready) bool {
 // (append and vote responses) and so must wait for the fsync. Order is kept
 // within each part.
 func splitRequests(msgs []*raftpb.Message) (requests, rest []*raftpb.Message) {
+	if !slices.ContainsFunc(msgs, isRequest) {
+		return nil, msgs // the usual case: nothing to copy
+	}
 	for _, m := range msgs {
-		switch m.GetType() {
-		case raftpb.MsgProp, raftpb.MsgReadIndex:
+		if isRequest(m) {
 			requests = append(requests, m)
-		default:
+		} else {
 			rest = append(rest, m)
 		}
 	}
 	return requests, rest
+}
+
+func isRequest(m *raftpb.Message) bool {
+	t := m.GetType()
+	return t == raftpb.MsgProp || t == raftpb.MsgReadIndex
 }
 
 // persist writes a Ready's snapshot marker, hard state and entries to the
