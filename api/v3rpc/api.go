@@ -82,6 +82,9 @@ type API struct {
 	gw   *gateway
 }
 
+// streamWorkers is the number of goroutines gRPC keeps to run streams on.
+const streamWorkers = 256
+
 // New builds the gRPC server and HTTP handler for b.
 func New(cfg Config, b Backend) *API {
 	if cfg.MaxTxnOps <= 0 {
@@ -99,6 +102,11 @@ func New(cfg Config, b Backend) *API {
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes) + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
+		// Run streams on reused goroutines: a fresh goroutine per RPC
+		// grew its stack through several copies on every call (newstack
+		// was 8% of a 64-client put profile). Streams beyond 256 at once
+		// (long-lived watches, keep-alives) get fresh goroutines as before.
+		grpc.NumStreamWorkers(streamWorkers),
 	}, metricOpts...)...)
 	pb.RegisterKVServer(a.grpc, &kvServer{a: a})
 	pb.RegisterClusterServer(a.grpc, &clusterServer{a: a, b: b})
