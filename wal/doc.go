@@ -9,11 +9,13 @@
 // sequence of segment files named <seq>-<first>.wal, both numbers in 16 hex
 // digits: seq counts segments from 1 without holes, first is the index of
 // the first entry that may be written into the segment. A new segment is
-// preallocated to Options.SegmentSize (64 MiB by default) in the background
-// under the name next.tmp, and renamed into place when the current segment
-// would overflow; a finished segment is cut to its written length. Create
-// builds the first segment in <dir>.tmp and renames the directory, so a
-// crash never leaves a half-made log.
+// preallocated to Options.SegmentSize (64 MiB by default) and filled with
+// zeros (so appends overwrite written blocks and their fsyncs journal no
+// extent changes) in the background under the name next.tmp, and renamed
+// into place when the current segment would overflow; a finished segment is
+// cut to its written length. Create builds the first segment, zero-filled
+// the same way, in <dir>.tmp and renames the directory, so a crash never
+// leaves a half-made log.
 //
 // # Records
 //

@@ -28,7 +28,10 @@ func TestFailedWriteOrSyncBreaksTheWAL(t *testing.T) {
 		{"truncate at rollover", errorfs.Rule{Ops: errorfs.OpTruncate}},
 		{"prepare next segment", errorfs.Rule{Ops: errorfs.OpCreate, Path: isPrepared}},
 		{"preallocate next segment", errorfs.Rule{Ops: errorfs.OpPreallocate, Path: isPrepared}},
-		{"write head of next segment", errorfs.Rule{Ops: errorfs.OpWrite, Path: isPrepared}},
+		{"zero-fill next segment", errorfs.Rule{Ops: errorfs.OpWrite, Path: isPrepared}},
+		{"fsync zeros of next segment", errorfs.Rule{Ops: errorfs.OpSync, Path: isPrepared}},
+		// The 1 KiB segment is zero-filled in one write; the next is the head.
+		{"write head of next segment", errorfs.Rule{Ops: errorfs.OpWrite, Path: isPrepared, After: 1}},
 		{"rename next segment", errorfs.Rule{Ops: errorfs.OpRename}},
 		{"sync dir at rollover", errorfs.Rule{Ops: errorfs.OpSyncDir}},
 	}

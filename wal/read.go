@@ -166,6 +166,9 @@ func (w *WAL) openTailLocked(buf []byte, res scanResult) error {
 			err = f.Preallocate(w.opts.SegmentSize)
 		}
 		if err == nil {
+			err = zeroFill(f, int64(res.end), w.opts.SegmentSize, false)
+		}
+		if err == nil {
 			err = f.Sync()
 		}
 		if err != nil {
