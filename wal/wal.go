@@ -224,8 +224,9 @@ const zeroChunk = 1 << 20
 // zeroFill writes zeros over f from off to size. Appending over written
 // zeros is a plain overwrite: the fdatasync after it has no block
 // allocation or unwritten-extent conversion to journal, which fallocate's
-// extents need on ext4 and XFS (on this project's machine a 2 KiB append
-// plus fdatasync took 212 µs instead of 276, 131 µs of CPU instead of 162).
+// extents need on ext4 and XFS (BENCHMARKS.md, item 18, has the figures).
+// Callers still Preallocate first: it reserves the space in one call and
+// fails early when the disk is full.
 // With syncEach it fsyncs after every chunk, so the live segment's fsyncs,
 // which on ext4 can have to wait for other files' dirty data, never find
 // more than one chunk of it.

@@ -104,8 +104,8 @@ func New(cfg Config, b Backend) *API {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		// Run streams on reused goroutines: a fresh goroutine per RPC
 		// grew its stack through several copies on every call (newstack
-		// was 8% of a 64-client put profile). Streams beyond 256 at once
-		// (long-lived watches, keep-alives) get fresh goroutines as before.
+		// was 8% of a 64-client put profile). Streams beyond streamWorkers
+		// at once (long-lived watches, keep-alives) get fresh goroutines.
 		grpc.NumStreamWorkers(streamWorkers),
 	}, metricOpts...)...)
 	pb.RegisterKVServer(a.grpc, &kvServer{a: a})
