@@ -32,7 +32,9 @@ lint:
 
 # Load table (issue 6): 1- and 3-member clusters of the built binary and of
 # etcd v3.7.1 (tools/build-etcd.sh) side by side on loopback, every scenario
-# with bin/cairn-bench against both, RSS and restart time with 1M keys;
+# with bin/cairn-bench against both (throughput, latency, and the CPU time
+# the members and the load client spent per request), RSS and restart time
+# with 1M keys;
 # rewrites the "## Load: cairn vs etcd" section of BENCHMARKS.md.
 # Takes several minutes; not part of `make test`.
 bench:

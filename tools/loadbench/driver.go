@@ -47,6 +47,9 @@ func scenarios(quick bool) []scenario {
 type runResult struct {
 	cmd string
 	res bench.Result
+	// memberCPU is the CPU time every member of the cluster used during
+	// the run, clientCPU the load client's.
+	memberCPU, clientCPU time.Duration
 }
 
 // Names of the servers under test; they also prefix clusters' data dirs.
@@ -136,19 +139,33 @@ func (d *driver) runOrder(i int) []server {
 	return s
 }
 
-// bench runs cairn-bench with args against endpoints of the server called
-// name and decodes its JSON.
-func (d *driver) bench(ctx context.Context, name, endpoints string, args []string) (runResult, error) {
-	full := append(append([]string{}, args...), "--endpoints", endpoints, "--json")
+// bench runs cairn-bench with args against cluster c of the server called
+// name, decodes its JSON and takes the CPU time the members and the client
+// used.
+func (d *driver) bench(ctx context.Context, name string, c *cluster, args []string) (runResult, error) {
+	full := append(append([]string{}, args...), "--endpoints", c.endpoints(), "--json")
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "cairn-bench"), full...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
 	rr := runResult{cmd: "cairn-bench " + strings.Join(args, " ")}
+	before, cerr := c.cpu()
+	if cerr != nil {
+		return rr, fmt.Errorf("loadbench: CPU time of %s: %w", name, cerr)
+	}
+	err := cmd.Run()
+	after, cerr := c.cpu()
+	if cerr != nil {
+		return rr, fmt.Errorf("loadbench: CPU time of %s: %w", name, cerr)
+	}
+	rr.memberCPU = after - before
+	if ps := cmd.ProcessState; ps != nil {
+		rr.clientCPU = ps.UserTime() + ps.SystemTime()
+	}
 	if jerr := json.Unmarshal(out.Bytes(), &rr.res); jerr != nil {
 		return rr, fmt.Errorf("loadbench: %s: %v (%v)\n%s", rr.cmd, jerr, err, errb.String())
 	}
-	d.log.Info("ran", "server", name, "cmd", rr.cmd, "per_second", rr.res.PerSecond, "p50_ms", rr.res.P50Ms, "p99_ms", rr.res.P99Ms, "errors", rr.res.Errors)
+	d.log.Info("ran", "server", name, "cmd", rr.cmd, "per_second", rr.res.PerSecond, "p50_ms", rr.res.P50Ms, "p99_ms", rr.res.P99Ms, "errors", rr.res.Errors,
+		"member_cpu_us_per_op", perOp(rr.memberCPU, rr.res), "client_cpu_us_per_op", perOp(rr.clientCPU, rr.res))
 	return rr, nil
 }
 
@@ -227,7 +244,7 @@ func (d *driver) table(ctx context.Context, size int, order []scenario) (map[str
 			// Alternate per row and per round.
 			pr.etcdFirst = append(pr.etcdFirst, etcdFirst(i+r))
 			for _, s := range d.runOrder(i + r) {
-				rr, err := d.bench(ctx, s.name, clusters[s.name].endpoints(), sc.args)
+				rr, err := d.bench(ctx, s.name, clusters[s.name], sc.args)
 				if err != nil {
 					return nil, fmt.Errorf("loadbench: %s, %d members: %w", s.name, size, err)
 				}
@@ -271,7 +288,7 @@ func (d *driver) restartFigures(ctx context.Context, s server, mf *memFigures) e
 	const ops = 100
 	args := []string{"txn-put", "--txn-ops", fmt.Sprint(ops), "--sequential-keys", "--key-size", "16", "--val-size", "256",
 		"--key-space", fmt.Sprint(d.keys), "--total", fmt.Sprint(d.keys / ops), "--clients", "16", "--conns", "4"}
-	rr, err := d.bench(ctx, s.name, c.endpoints(), args)
+	rr, err := d.bench(ctx, s.name, c, args)
 	if err != nil {
 		return err
 	}

@@ -131,6 +131,7 @@ func renderCairnOnly(rep *report) string {
 	p("| RSS after writing %s keys (16 B keys, 256 B values) | 458 MiB | %.0f MiB (peak %.0f MiB) | | |\n", group(float64(rep.keys)), c.mem.rss, c.mem.hwm)
 	p("| RSS after a restart | 700 MiB | %.0f MiB | | |\n", c.mem.rssAfter)
 	p("| restart until healthy with %s keys | 3.1-3.3 s | %s | | |\n\n", group(float64(rep.keys)), restartSpan(c.mem.restarts))
+	cpuTable(p, rep)
 	p("Latency percentiles of every run (ms; watch: put-to-event latency):\n\n")
 	p("| members | command | requests | errors | per second | p50 | p90 | p99 | p99.9 |\n|---|---|---|---|---|---|---|---|---|\n")
 	for i, size := range []int{1, 3} {
@@ -229,6 +230,7 @@ func renderSideBySide(rep *report) string {
 	p("| RSS after writing %s keys (16 B keys, 256 B values) | %s | %s | | | | | ≤ 180 MiB |\n", keys, eRSS, cRSS)
 	p("| RSS after a restart | %s | %s | | | | | no higher than after writing |\n", eAfter, cAfter)
 	p("| restart until healthy with %s keys | %s | %s | | | | | ≤ 1 s |\n\n", keys, eRestart, cRestart)
+	cpuTable(p, rep)
 	p("The issue's etcd figures (etcd's own benchmark tool, another machine of this kind):\n\n")
 	p("| scenario | etcd 1 member | etcd 3 members |\n|---|---|---|\n")
 	for _, s := range rep.order {
