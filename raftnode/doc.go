@@ -30,6 +30,14 @@
 //
 // Concurrent proposals land in the same Ready and therefore share one fsync.
 //
+// # Proposals on a follower
+//
+// A follower that knows the leader sends a normal proposal straight to it
+// ([Node.Propose] builds the MsgProp raft would forward), so the proposal
+// does not wait for the follower's next Ready, which comes only after the
+// fsync in progress. Configuration changes, and proposals while no leader
+// is known, go through raft as usual.
+//
 // # Snapshots
 //
 // Outgoing MsgSnap messages are not sent as ordinary messages: the state is

@@ -184,7 +184,29 @@ func (n *Node) ReadStates() <-chan raft.ReadState { return n.readStates }
 func (n *Node) Done() <-chan struct{} { return n.donec }
 
 // Propose proposes data to be appended to the log.
+//
+// A follower that knows the leader sends the proposal to it directly, as
+// raft would forward it (a MsgProp without a term), but without passing
+// through its own raft: raft forwards only in the follower's next Ready,
+// which waits for the fsync in progress. Like any forwarded proposal, one
+// that reaches a member no longer leading is forwarded on or dropped there,
+// and its proposer waits for its context.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
+	if lead := n.lead.Load(); lead != 0 && lead != n.cfg.ID {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		select {
+		case <-n.stopc:
+			return ErrStopped
+		default:
+		}
+		n.cfg.Transport.Send([]*raftpb.Message{{
+			Type: raftpb.MsgProp.Enum(), From: new(n.cfg.ID), To: new(lead),
+			Entries: []*raftpb.Entry{{Type: raftpb.EntryNormal.Enum(), Data: data}},
+		}})
+		return nil
+	}
 	return n.node.Propose(ctx, data)
 }
 

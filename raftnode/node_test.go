@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ type memWAL struct {
 	// gate, if set, holds every Save with entries until it receives a
 	// permit (or the channel is closed).
 	gate chan struct{}
+	// held counts Saves that have waited at the gate.
+	held atomic.Int32
 }
 
 func (w *memWAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error {
@@ -33,6 +36,7 @@ func (w *memWAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool)
 	gate := w.gate
 	w.mu.Unlock()
 	if gate != nil && len(ents) > 0 {
+		w.held.Add(1)
 		<-gate
 	}
 	w.mu.Lock()
@@ -384,4 +388,37 @@ func TestAlreadyDurable(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
+}
+
+// A follower sends a client's proposal to the leader itself, not through
+// its raft: here the follower's Ready loop hangs in a Save for good, and
+// the leader still commits and applies the follower's proposal with the
+// other follower.
+func TestFollowerProposalBypassesItsStuckReadyLoop(t *testing.T) {
+	_, members := startCluster(t, 3)
+	leader := waitLeader(t, members)
+	var f *testMember
+	for _, m := range members {
+		if m != leader {
+			f = m
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	waitFor(t, "the follower knows the leader", func() bool { return f.node.Leader() == leader.node.cfg.ID })
+	gate := make(chan struct{})
+	f.wal.mu.Lock()
+	f.wal.gate = gate
+	f.wal.mu.Unlock()
+	defer close(gate)
+	// f's Ready loop stops in the Save of e1 and stays there.
+	if err := leader.node.Propose(ctx, []byte("e1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the follower's Ready loop holds in a Save", func() bool { return f.wal.held.Load() > 0 })
+	if err := f.node.Propose(ctx, []byte("p")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "leader applies the stuck follower's proposal", func() bool { return slices.Contains(leader.appliedData(), "p") })
 }
