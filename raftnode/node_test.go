@@ -64,6 +64,15 @@ type memNet struct {
 	mu    sync.Mutex
 	nodes map[uint64]*Node
 	down  map[uint64]bool
+	// sent counts messages handed for delivery, by sender, receiver and type.
+	sent map[[3]uint64]int
+}
+
+// delivered returns how many messages of type typ from went to to.
+func (n *memNet) delivered(from, to uint64, typ raftpb.MessageType) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sent[[3]uint64{from, to, uint64(typ)}]
 }
 
 type memTransport struct {
@@ -76,6 +85,9 @@ func (t *memTransport) Send(msgs []*raftpb.Message) {
 		t.net.mu.Lock()
 		dst := t.net.nodes[m.GetTo()]
 		cut := t.net.down[m.GetTo()] || t.net.down[t.from]
+		if dst != nil && !cut {
+			t.net.sent[[3]uint64{t.from, m.GetTo(), uint64(m.GetType())}]++
+		}
 		t.net.mu.Unlock()
 		if dst == nil || cut {
 			continue
@@ -129,7 +141,7 @@ func (tm *testMember) applyLoop() {
 
 func startCluster(t *testing.T, n int) (*memNet, []*testMember) {
 	t.Helper()
-	net := &memNet{nodes: map[uint64]*Node{}, down: map[uint64]bool{}}
+	net := &memNet{nodes: map[uint64]*Node{}, down: map[uint64]bool{}, sent: map[[3]uint64]int{}}
 	var peers []raft.Peer
 	for i := 1; i <= n; i++ {
 		peers = append(peers, raft.Peer{ID: uint64(i)})
@@ -280,20 +292,23 @@ func TestStartRejectsBadTiming(t *testing.T) {
 	}
 }
 
-// A follower forwards a client's proposal to the leader without waiting for
-// the fsync of the Ready that carries it: here that fsync never finishes,
-// and the leader still commits and applies the proposal with the other
-// follower.
-func TestFollowerForwardsProposalBeforeItsFsync(t *testing.T) {
-	_, members := startCluster(t, 3)
-	leader := waitLeader(t, members)
-	var f *testMember
+// followerOf returns a member other than leader.
+func followerOf(members []*testMember, leader *testMember) *testMember {
 	for _, m := range members {
 		if m != leader {
-			f = m
-			break
+			return m
 		}
 	}
+	return nil
+}
+
+// A follower passes a read-index request on to the leader without waiting
+// for the fsync of the Ready that carries it: here that fsync never
+// finishes, and the leader still receives the request.
+func TestFollowerForwardsReadIndexBeforeItsFsync(t *testing.T) {
+	net, members := startCluster(t, 3)
+	leader := waitLeader(t, members)
+	f := followerOf(members, leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	gate := make(chan struct{})
@@ -301,33 +316,26 @@ func TestFollowerForwardsProposalBeforeItsFsync(t *testing.T) {
 	f.wal.gate = gate
 	f.wal.mu.Unlock()
 	defer close(gate)
-	has := func(m *testMember, d string) func() bool {
-		return func() bool {
-			for _, a := range m.appliedData() {
-				if a == d {
-					return true
-				}
-			}
-			return false
-		}
-	}
 	// f's Ready loop stops in the Save of e1.
 	if err := leader.node.Propose(ctx, []byte("e1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "leader applies e1", has(leader, "e1"))
-	// e2 reaches f's raft while its loop is stuck, then f's own proposal:
-	// both land in f's next Ready.
+	waitFor(t, "the follower's Ready loop holds in a Save", func() bool { return f.wal.held.Load() == 1 })
+	// e2 reaches f's raft while its loop is stuck, then f's read-index
+	// request: both land in f's next Ready.
 	if err := leader.node.Propose(ctx, []byte("e2")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "leader applies e2", has(leader, "e2"))
+	waitFor(t, "leader applies e2", func() bool { return slices.Contains(leader.appliedData(), "e2") })
 	time.Sleep(50 * time.Millisecond) // e2's MsgApp stepped by f
-	if err := f.node.Propose(ctx, []byte("p")); err != nil {
+	if err := f.node.ReadIndex(ctx, []byte("r")); err != nil {
 		t.Fatal(err)
 	}
-	gate <- struct{}{} // e1's Save finishes; the next Ready (e2, MsgProp p) blocks in its Save
-	waitFor(t, "leader applies f's proposal while f's fsync hangs", has(leader, "p"))
+	gate <- struct{}{} // e1's Save finishes; the next Ready (e2, MsgReadIndex) holds in its Save
+	waitFor(t, "the follower's next Save holds", func() bool { return f.wal.held.Load() == 2 })
+	waitFor(t, "leader receives the read-index request while f's fsync hangs", func() bool {
+		return net.delivered(f.node.cfg.ID, leader.node.cfg.ID, raftpb.MsgReadIndex) > 0
+	})
 }
 
 // The leader applies committed entries without waiting for the fsync of the
@@ -397,13 +405,7 @@ func TestAlreadyDurable(t *testing.T) {
 func TestFollowerProposalBypassesItsStuckReadyLoop(t *testing.T) {
 	_, members := startCluster(t, 3)
 	leader := waitLeader(t, members)
-	var f *testMember
-	for _, m := range members {
-		if m != leader {
-			f = m
-			break
-		}
-	}
+	f := followerOf(members, leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	waitFor(t, "the follower knows the leader", func() bool { return f.node.Leader() == leader.node.cfg.ID })
