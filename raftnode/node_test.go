@@ -292,6 +292,29 @@ func TestStartRejectsBadTiming(t *testing.T) {
 	}
 }
 
+// holdSaves makes every Save with entries of m wait for a permit on the
+// returned channel, which is closed at the end of the test.
+func holdSaves(t *testing.T, m *testMember) chan struct{} {
+	gate := make(chan struct{})
+	m.wal.mu.Lock()
+	m.wal.gate = gate
+	m.wal.mu.Unlock()
+	t.Cleanup(func() { close(gate) })
+	return gate
+}
+
+// stallFollower stops f's Ready loop in the Save of an entry e1 proposed on
+// leader and returns the gate that holds it there.
+func stallFollower(ctx context.Context, t *testing.T, leader, f *testMember) chan struct{} {
+	t.Helper()
+	gate := holdSaves(t, f)
+	if err := leader.node.Propose(ctx, []byte("e1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the follower's Ready loop holds in a Save", func() bool { return f.wal.held.Load() == 1 })
+	return gate
+}
+
 // followerOf returns a member other than leader.
 func followerOf(members []*testMember, leader *testMember) *testMember {
 	for _, m := range members {
@@ -311,16 +334,7 @@ func TestFollowerForwardsReadIndexBeforeItsFsync(t *testing.T) {
 	f := followerOf(members, leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	gate := make(chan struct{})
-	f.wal.mu.Lock()
-	f.wal.gate = gate
-	f.wal.mu.Unlock()
-	defer close(gate)
-	// f's Ready loop stops in the Save of e1.
-	if err := leader.node.Propose(ctx, []byte("e1")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the follower's Ready loop holds in a Save", func() bool { return f.wal.held.Load() == 1 })
+	gate := stallFollower(ctx, t, leader, f)
 	// e2 reaches f's raft while its loop is stuck, then f's read-index
 	// request: both land in f's next Ready.
 	if err := leader.node.Propose(ctx, []byte("e2")); err != nil {
@@ -346,11 +360,7 @@ func TestLeaderAppliesWhileNextFsyncHangs(t *testing.T) {
 	leader := waitLeader(t, members)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	gate := make(chan struct{})
-	leader.wal.mu.Lock()
-	leader.wal.gate = gate
-	leader.wal.mu.Unlock()
-	defer close(gate)
+	gate := holdSaves(t, leader)
 	// The leader's loop stops in the Save of e1; the followers store e1,
 	// so e1 commits; e2 waits in the leader's raft.
 	if err := leader.node.Propose(ctx, []byte("e1")); err != nil {
@@ -409,16 +419,7 @@ func TestFollowerProposalBypassesItsStuckReadyLoop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	waitFor(t, "the follower knows the leader", func() bool { return f.node.Leader() == leader.node.cfg.ID })
-	gate := make(chan struct{})
-	f.wal.mu.Lock()
-	f.wal.gate = gate
-	f.wal.mu.Unlock()
-	defer close(gate)
-	// f's Ready loop stops in the Save of e1 and stays there.
-	if err := leader.node.Propose(ctx, []byte("e1")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the follower's Ready loop holds in a Save", func() bool { return f.wal.held.Load() > 0 })
+	stallFollower(ctx, t, leader, f) // and it stays there
 	if err := f.node.Propose(ctx, []byte("p")); err != nil {
 		t.Fatal(err)
 	}
