@@ -1,0 +1,71 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Forwarded lease requests share one connection to a peer, however many run
+// at once: over HTTP/1.1 each concurrent request beyond the idle pool
+// opened and closed a TCP connection of its own.
+func TestLeaseClientSharesOneConnection(t *testing.T) {
+	var mu sync.Mutex
+	remotes := map[string]bool{}
+	protos := map[int]bool{}
+	release := make(chan struct{})
+	var arrived sync.WaitGroup
+	const n = 32
+	arrived.Add(n)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		remotes[r.RemoteAddr] = true
+		protos[r.ProtoMajor] = true
+		mu.Unlock()
+		arrived.Done()
+		<-release // all n requests are in flight at once
+		w.WriteHeader(http.StatusOK)
+	}))
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &p
+	srv.Start()
+	defer srv.Close()
+
+	client := newLeaseClient()
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+leaseKeepAlivePath, bytes.NewReader([]byte("x")))
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp, err := client.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	arrived.Wait()
+	close(release)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(remotes) != 1 || !protos[2] || len(protos) != 1 {
+		t.Fatalf("%d concurrent requests came over %d connections with HTTP major versions %v, want one HTTP/2 connection", n, len(remotes), protos)
+	}
+}
