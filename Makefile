@@ -34,8 +34,8 @@ lint:
 # etcd v3.7.1 (tools/build-etcd.sh) side by side on loopback, every scenario
 # with bin/cairn-bench against both (throughput, latency, and the CPU time
 # the members and the load client spent per request), RSS and restart time
-# with 1M keys;
-# rewrites the "## Load: cairn vs etcd" section of BENCHMARKS.md.
+# with 1M keys; rewrites the "## Load: cairn vs etcd" section of
+# BENCHMARKS.md.
 # Takes several minutes; not part of `make test`.
 bench:
 	$(GO) build -o bin/ ./cmd/cairn ./cmd/cairn-bench

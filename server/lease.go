@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"net/http"
-	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/cairn-kv/cairn/backend"
 	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/mvcc"
+	"github.com/cairn-kv/cairn/transport"
 )
 
 // leaseMember is the member's lease side: the lessor over the current store,
@@ -25,22 +25,6 @@ type leaseMember struct {
 	tx     *lease.Tx    // the batch being applied; apply goroutine only
 }
 
-// newLeaseClient returns the client that forwards lease requests to the
-// leader's peer port. It speaks HTTP/2 without TLS, which the peer listener
-// serves, so all of a member's forwarded requests share one connection per
-// peer. Over HTTP/1.1 with a small idle pool, every concurrent request
-// beyond the pool opened a TCP connection of its own and closed it after
-// (about 7,500 sockets in TIME-WAIT after four seconds of keep-alives
-// through three members; enough load would run out of local ports).
-func newLeaseClient() *http.Client {
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{
-		Protocols: &p,
-		HTTP2:     &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
-	}}
-}
-
 // loadLeases (re)builds the lease table from be: at open, and whenever a
 // received state copy replaces the store (openStore).
 func (s *Server) loadLeases(be *backend.Backend) error {
@@ -48,7 +32,7 @@ func (s *Server) loadLeases(be *backend.Backend) error {
 		s.lease = &leaseMember{
 			lessor: lease.New(lease.Config{Logger: s.log.With("component", "lease")}),
 			minTTL: lease.MinTTL(s.cfg.ElectionTicks(), s.cfg.HeartbeatInterval),
-			client: newLeaseClient(),
+			client: transport.PeerClient(), // one HTTP/2 connection per peer
 		}
 	}
 	return s.lease.lessor.Load(be)

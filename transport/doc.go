@@ -9,7 +9,9 @@
 // client (our http.Transport) and the server (ConfigureServer). One TCP
 // connection to a peer multiplexes its streams and probes; snapshot transfers
 // use a second connection pool so a large transfer does not delay heartbeats.
-// TLS is a later addition (Config.TLS must be nil for now).
+// TLS is a later addition (Config.TLS must be nil for now). PeerClient is
+// the same protocol for the server's own requests to peers (forwarded lease
+// requests), one shared connection per peer.
 //
 // Every request carries three headers: X-Cairn-From (sender member ID),
 // X-Cairn-To (receiver member ID) and X-Cairn-Cluster-Id, all hex. The

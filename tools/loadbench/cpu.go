@@ -116,7 +116,7 @@ func cpuTable(p printer, rep *report) {
 		p("\n")
 		return
 	}
-	ratio := func(c, e float64) string {
+	over := func(c, e float64) string {
 		if e <= 0 {
 			return "—"
 		}
@@ -129,7 +129,7 @@ func cpuTable(p printer, rep *report) {
 		for i := range 2 {
 			pr := rep.pairs[i][s.id]
 			e, c := medianCPU(pr.etcd, false), medianCPU(pr.cairn, false)
-			p(" | %s | %s | %s | %s / %s", us(e), us(c), ratio(c, e), us(medianCPU(pr.etcd, true)), us(medianCPU(pr.cairn, true)))
+			p(" | %s | %s | %s | %s / %s", us(e), us(c), over(c, e), us(medianCPU(pr.etcd, true)), us(medianCPU(pr.cairn, true)))
 		}
 		p(" |\n")
 	}

@@ -1,4 +1,4 @@
-package server
+package transport
 
 import (
 	"bytes"
@@ -11,10 +11,11 @@ import (
 	"time"
 )
 
-// Forwarded lease requests share one connection to a peer, however many run
-// at once: over HTTP/1.1 each concurrent request beyond the idle pool
-// opened and closed a TCP connection of its own.
-func TestLeaseClientSharesOneConnection(t *testing.T) {
+// Requests through PeerClient (the server's forwarded lease requests) share
+// one connection to a peer, however many run at once: over HTTP/1.1 each
+// concurrent request beyond the idle pool opened and closed a TCP
+// connection of its own.
+func TestPeerClientSharesOneConnection(t *testing.T) {
 	var mu sync.Mutex
 	remotes := map[string]bool{}
 	protos := map[int]bool{}
@@ -32,21 +33,18 @@ func TestLeaseClientSharesOneConnection(t *testing.T) {
 		<-release // all n requests are in flight at once
 		w.WriteHeader(http.StatusOK)
 	}))
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	srv.Config.Protocols = &p
+	ConfigureServer(srv.Config) // as the peer listener
 	srv.Start()
 	defer srv.Close()
 
-	client := newLeaseClient()
+	client := PeerClient()
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	errs := make(chan error, n)
 	for range n {
 		go func() {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+leaseKeepAlivePath, bytes.NewReader([]byte("x")))
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/leases/keepalive", bytes.NewReader([]byte("x")))
 			if err != nil {
 				errs <- err
 				return
