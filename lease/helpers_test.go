@@ -101,7 +101,9 @@ func (m *member) apply(fn func(tx *Tx, w *mvcc.Writer)) {
 	if err := bt.Commit(m.index); err != nil {
 		m.t.Fatal(err)
 	}
-	w.End()
+	if _, err := w.End(); err != nil {
+		m.t.Fatal(err)
+	}
 	tx.End()
 }
 

@@ -87,7 +87,9 @@ func TestCrashChild(t *testing.T) {
 		if err := bt.Commit(i); err != nil {
 			t.Fatal(err)
 		}
-		w.End()
+		if _, err := w.End(); err != nil {
+			t.Fatal(err)
+		}
 		fmt.Fprintln(out, i)
 		if i%90 == 0 {
 			// As the Raft layer does before releasing WAL segments.

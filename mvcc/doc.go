@@ -35,10 +35,15 @@
 // and takes, for each user key, the newest version at or below the read
 // revision (a Next or two, then a seek past older versions). Three bounded
 // structures save Pebble work on hot paths: a put needs its key's previous
-// version (create revision, version, lease, and the value for prev_kv and
-// watch events), which the write-through latest-version cache
-// (Options.LatestCacheBytes, 16 MiB by default) holds for recently written
-// keys, filled only from committed writers in End; the key filter
+// version (create revision, version and lease; the value only for prev_kv,
+// ignore_value and watchers that want previous values), which the
+// write-through latest-version cache (prevcache.go, Options.LatestCacheBytes,
+// 16 MiB by default) holds for recently written keys, filled only from
+// committed writers in End: the metadata of up to about 120,000 keys by
+// default, and the values of as many as the rest of its budget holds. When
+// it knows only a key's metadata and no watcher wants previous values
+// (Options.PrevValuesWanted), a put's event carries PrevKv without the
+// value and the put reads nothing of the old version; the key filter
 // (keyfilter.go, rebuilt from a scan at open and when it fills) tells that a
 // key was never written, so a new key's put and a read of a missing key skip
 // the seek; a range of one key at the current revision is answered from the
@@ -92,7 +97,11 @@
 // A watcher is synced (Notify queues its events directly) or unsynced (a
 // background goroutine reads its events from History, the store's event
 // log, then moves it to synced). A watcher starts unsynced when its start
-// revision is at or below the hub's revision. Notify never waits for a
+// revision is at or below the hub's revision, and so does every watcher
+// that wants previous values: the hub counts those, the store reads a
+// batch's previous values in End only while the count is above zero
+// (WantsPrevValues), and such a watcher takes the revisions End made
+// visible before it was counted from history. Notify never waits for a
 // consumer: each watcher may have at most QueueEvents undelivered events
 // queued (one revision is never split); a watcher without room becomes
 // unsynced at the first revision it did not get, and catches up from
@@ -112,7 +121,8 @@
 // Store.mu guards rev and compactRev (the visible state); compaction progress
 // is guarded by Store.cmu. Writer belongs to the apply goroutine. WatchHub.mu
 // guards the watcher sets, each watcher's next revision and state, and each
-// stream's watchers; WatchStream.qmu guards the stream's queue and the
+// stream's watchers (the count of prev_kv watchers is atomic, read by the
+// apply goroutine in End); WatchStream.qmu guards the stream's queue and the
 // per-watcher queue accounting. Lock order: WatchHub.mu, then
 // WatchStream.qmu; History is read with neither held.
 package mvcc

@@ -66,7 +66,11 @@ func (ts *testStore) apply(fn func(w *Writer)) []*mvccpb.Event {
 	if err := bt.Commit(ts.index); err != nil {
 		ts.t.Fatalf("commit: %v", err)
 	}
-	return w.End()
+	evs, err := w.End()
+	if err != nil {
+		ts.t.Fatalf("end: %v", err)
+	}
+	return evs
 }
 
 func (ts *testStore) put(key, val string) *pb.PutResponse {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -23,6 +24,9 @@ var modelKeys = []string{"a", "a\x00", "a\x00b", "ab", "b", "b\xff", "b\xff\xff"
 type gen struct {
 	r *rand.Rand
 	m *model
+	// prevWanted is the store's PrevValuesWanted in the runs that set it,
+	// drawn anew for every step.
+	prevWanted bool
 }
 
 func (g *gen) key() []byte { return []byte(modelKeys[g.r.IntN(len(modelKeys))]) }
@@ -171,25 +175,35 @@ func TestModel(t *testing.T) {
 	if testing.Short() {
 		dur /= 3
 	}
-	// The latest-version cache: default size, so small that most writes
-	// evict (a few entries), and off. The key filter: its real minimum
-	// (rarely a false positive with the model's few keys) and 8 keys, so it
-	// fills up, answers "maybe" often and is rebuilt while writes go on.
+	// The latest-version cache: default size, so small that writes evict
+	// (seven keys' metadata fit, no values), and off. The key filter: its
+	// real minimum (rarely a false positive with the model's few keys) and 8
+	// keys, so it fills up, answers "maybe" often and is rebuilt while
+	// writes go on. The last run has the small cache with previous values
+	// wanted by watchers only at random (see prevWanted).
 	defer func(n int64) { minFilterKeys = n }(minFilterKeys)
-	for i, cache := range []int{0, 2000, -1, 0} {
+	for i, cache := range []int{0, 1000, -1, 0, 1000} {
 		filterMin := minFilterKeys
 		if i == 3 {
 			filterMin = 8
 		}
-		t.Run(fmt.Sprintf("latest-cache=%d,filter-min=%d", cache, filterMin), func(t *testing.T) {
+		name := fmt.Sprintf("latest-cache=%d,filter-min=%d", cache, filterMin)
+		if i == 4 {
+			name += ",prev-values=random"
+		}
+		t.Run(name, func(t *testing.T) {
 			minFilterKeys = filterMin
 			m := newModel()
 			g := &gen{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), m: m}
-			ts := openTestStore(t, t.TempDir(), Options{
+			opts := Options{
 				CompactionChunk:  1 + g.r.IntN(4),
 				LeaseExists:      func(id int64) bool { return m.leases[id] },
 				LatestCacheBytes: cache,
-			})
+			}
+			if i == 4 {
+				opts.PrevValuesWanted = func() bool { return g.prevWanted }
+			}
+			ts := openTestStore(t, t.TempDir(), opts)
 			deadline := time.Now().Add(dur / 4)
 			steps := 0
 			for ; time.Now().Before(deadline) || steps < 500; steps++ {
@@ -202,6 +216,7 @@ func TestModel(t *testing.T) {
 
 func runStep(t *testing.T, g *gen, ts *testStore, m *model) {
 	ctx := context.Background()
+	g.prevWanted = g.r.IntN(2) == 0
 	switch x := g.r.IntN(100); {
 	case x < 55:
 		writeBatch(t, g, ts, m)
@@ -261,9 +276,17 @@ func writeBatch(t *testing.T, g *gen, ts *testStore, m *model) {
 	if len(evs) != len(want) {
 		t.Fatalf("batch produced %d events, model %d", len(evs), len(want))
 	}
+	lazy := ts.opts.PrevValuesWanted != nil && !ts.opts.PrevValuesWanted()
 	for i := range evs {
-		if !proto.Equal(evs[i], want[i]) {
-			t.Fatalf("event %d:\n got  %v\n want %v", i, evs[i], want[i])
+		w := want[i]
+		if p := evs[i].PrevKv; lazy && p != nil && w.PrevKv != nil && p.Value == nil {
+			// No watcher wanted previous values: the metadata must be exact.
+			wp := proto.Clone(w.PrevKv).(*mvccpb.KeyValue)
+			wp.Value = nil
+			w = &mvccpb.Event{Type: w.Type, Kv: w.Kv, PrevKv: wp}
+		}
+		if !proto.Equal(evs[i], w) {
+			t.Fatalf("event %d:\n got  %v\n want %v", i, evs[i], w)
 		}
 	}
 	if ts.s.Rev() != m.rev {

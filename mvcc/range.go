@@ -270,38 +270,36 @@ func (s *Store) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespons
 }
 
 // pointRead answers a range of one key at the current revision without
-// Pebble when the latest-version cache holds the key or the key filter rules
-// it out; ok is false otherwise. The revision and the cache are read under
-// one lock, which End also holds while it merges a commit's versions into
-// the cache, so the answer is the state at the returned revision.
+// Pebble when the latest-version cache holds the key (its value, or only its
+// metadata when the request needs no value) or the key filter rules it out;
+// ok is false otherwise. The revision and the cache are read under one lock,
+// which End also holds while it merges a commit's versions into the cache,
+// so the answer is the state at the returned revision.
 func (s *Store) pointRead(r *pb.RangeRequest) (*pb.RangeResponse, bool) {
 	if len(r.RangeEnd) != 0 || r.Revision != 0 {
 		return nil, false
 	}
 	s.mu.RLock()
 	cur := s.rev
-	kv, ok := s.latest.get(r.Key)
+	m, value, full, ok := s.latest.get(r.Key)
 	if !ok && s.absent(r.Key) {
-		kv, ok = nil, true
+		ok, full = true, true
 	}
 	s.mu.RUnlock()
-	if !ok {
+	if !ok || (!full && !r.CountOnly && !r.KeysOnly) {
 		return nil, false
 	}
 	resp := &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: cur}}
-	if kv == nil {
+	if m.absent() {
 		return resp, true
 	}
 	resp.Count = 1
 	if r.CountOnly {
 		return resp, true
 	}
-	kvs := pruneKVs(r, []*mvccpb.KeyValue{kv})
-	if len(kvs) == 1 && r.KeysOnly {
-		// Cached versions are shared: answer with a copy without the value.
-		kvs[0] = &mvccpb.KeyValue{Key: kv.Key, CreateRevision: kv.CreateRevision,
-			ModRevision: kv.ModRevision, Version: kv.Version, Lease: kv.Lease}
+	if r.KeysOnly {
+		value = nil
 	}
-	resp.Kvs = kvs
+	resp.Kvs = pruneKVs(r, []*mvccpb.KeyValue{m.keyValue(r.Key, value)})
 	return resp, true
 }

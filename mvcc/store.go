@@ -46,6 +46,17 @@ type Options struct {
 	// versions that puts consult for the previous version; 0 means
 	// DefaultLatestCacheBytes, negative disables the cache.
 	LatestCacheBytes int
+	// PrevValuesWanted reports whether some watcher may want events' previous
+	// values (prev_kv); nil means always. When it reports false in
+	// Writer.End, events whose previous version the cache knew only by its
+	// metadata keep PrevKv without the value, which saves a put the read of
+	// its previous version. The caller must make sure that a watcher which
+	// starts wanting them after End asked never gets such an event: End
+	// makes its revision visible before it asks, so a new watcher that
+	// reads the revisions up to the store's current one from history (as
+	// WatchHub does for prev_kv watchers) sees every such event with its
+	// value. Called only from the apply goroutine.
+	PrevValuesWanted func() bool
 }
 
 // Store is the revisioned key-value store.

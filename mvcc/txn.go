@@ -173,7 +173,13 @@ func (w *Writer) compares(ctx context.Context, li *lazyIter, cs []*pb.Compare) (
 // overlay, the cache, the filter, else a seek): the newest live version,
 // as a scan of the key at the writer's revision finds it.
 func (w *Writer) compareKey(li *lazyIter, c *pb.Compare) (bool, error) {
-	kv, err := w.prev(li, c.Key)
+	var kv *mvccpb.KeyValue
+	var err error
+	if c.Target == pb.Compare_VALUE {
+		kv, err = w.prevFull(li, c.Key)
+	} else {
+		kv, _, err = w.prev(li, c.Key)
+	}
 	if err != nil {
 		return false, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -94,6 +95,11 @@ type watcher struct {
 
 	next  int64        // guarded by hub.mu: first revision not yet queued
 	state watcherState // guarded by hub.mu
+	// fromNow marks a watcher with start revision 0 that has not synced yet
+	// (only PrevKV watchers start unsynced so): it asked for no history, so
+	// a compaction that overtook its start is skipped, not fatal. Guarded
+	// by hub.mu.
+	fromNow bool
 
 	queued  int  // guarded by st.qmu: undelivered events in the stream's queue
 	blocked bool // guarded by st.qmu: the hub refused events for lack of room
@@ -119,6 +125,10 @@ type WatchHub struct {
 	unsynced map[*watcher]struct{}            // guarded by mu
 	streams  map[*WatchStream]struct{}        // guarded by mu
 	closed   bool                             // guarded by mu
+
+	// prevKV counts the watchers with PrevKV that were not removed; see
+	// WantsPrevValues.
+	prevKV atomic.Int64
 
 	ctx    context.Context // canceled by Close; bounds history reads
 	cancel context.CancelFunc
@@ -173,6 +183,13 @@ func (h *WatchHub) Close() {
 	h.cancel()
 	<-h.done
 }
+
+// WantsPrevValues reports whether some watcher wants events' previous
+// values: the store's Options.PrevValuesWanted. A watcher with PrevKV is
+// counted before it can receive an event and starts unsynced, so it reads
+// every revision that End made visible before the count rose from history
+// (with previous values) and gets only later ones from Notify.
+func (h *WatchHub) WantsPrevValues() bool { return h.prevKV.Load() > 0 }
 
 // Rev is the newest revision the hub has notified (or restored).
 func (h *WatchHub) Rev() int64 {
@@ -327,6 +344,9 @@ func (h *WatchHub) removeSyncedLocked(w *watcher) {
 
 // removeLocked takes w out of the hub for good.
 func (h *WatchHub) removeLocked(w *watcher) {
+	if w.opts.PrevKV && w.state != stateGone {
+		h.prevKV.Add(-1)
+	}
 	switch w.state {
 	case stateSynced:
 		h.removeSyncedLocked(w)

@@ -80,12 +80,20 @@ func (st *WatchStream) Watch(id int64, key, end []byte, startRev int64, opts Wat
 	w := &watcher{st: st, id: id, key: key, end: end, sp: sp, opts: opts, startRev: startRev, quiet: true}
 	st.watchers[id] = w
 	st.push(w, &WatchResponse{WatchID: id, Created: true, Revision: h.rev}, 0)
+	if opts.PrevKV {
+		h.prevKV.Add(1) // before it can get events: see WantsPrevValues
+	}
 	if startRev == 0 || startRev > h.rev {
 		w.next = max(startRev, h.rev+1)
-		h.addSyncedLocked(w)
-		return id, nil
+		if !opts.PrevKV {
+			h.addSyncedLocked(w)
+			return id, nil
+		}
+		w.fromNow = startRev == 0
+	} else {
+		w.next = startRev
 	}
-	w.next, w.state = startRev, stateUnsynced
+	w.state = stateUnsynced
 	h.unsynced[w] = struct{}{}
 	h.kickSync()
 	return id, nil

@@ -39,17 +39,18 @@ func (h *WatchHub) syncLoop() {
 // that some watcher has more history to read right away.
 func (h *WatchHub) syncOnce() (more, failed bool) {
 	type job struct {
-		w    *watcher
-		from int64
+		w       *watcher
+		from    int64
+		fromNow bool
 	}
 	h.mu.Lock()
 	jobs := make([]job, 0, len(h.unsynced))
 	for w := range h.unsynced {
-		jobs = append(jobs, job{w, w.next})
+		jobs = append(jobs, job{w, w.next, w.fromNow})
 	}
 	h.mu.Unlock()
 	for _, j := range jobs {
-		m, f := h.syncOne(j.w, j.from)
+		m, f := h.syncOne(j.w, j.from, j.fromNow)
 		more, failed = more || m, failed || f
 	}
 	return more, failed
@@ -60,14 +61,15 @@ func (h *WatchHub) syncOnce() (more, failed bool) {
 // joins the synced set. A watcher whose next revision is below the
 // compaction revision is canceled with it (etcd's rule: a watch may start
 // at the compaction revision itself; the event log starts after it, so such
-// a watch resumes after it).
-func (h *WatchHub) syncOne(w *watcher, from int64) (more, failed bool) {
+// a watch resumes after it). A watcher that started from now (fromNow)
+// asked for no history and just skips compacted revisions.
+func (h *WatchHub) syncOne(w *watcher, from int64, fromNow bool) (more, failed bool) {
 	room := w.st.room(w, h.opts.QueueEvents)
 	if room <= 0 {
 		return false, false // the consumer kicks us when it drains the queue
 	}
 	cr := h.src.CompactRev()
-	if from < cr {
+	if from < cr && !fromNow {
 		h.cancelCompacted(w, cr)
 		return false, false
 	}
@@ -93,6 +95,7 @@ func (h *WatchHub) syncOne(w *watcher, from int64) (more, failed bool) {
 	}
 	w.next = next
 	if next > h.rev {
+		w.fromNow = false
 		delete(h.unsynced, w)
 		h.addSyncedLocked(w)
 		return false, false

@@ -27,6 +27,9 @@ type Writer struct {
 	// latest holds the newest version of every key this writer changed
 	// (nil: deleted), merged into the store's cache by End.
 	latest map[string]*mvccpb.KeyValue
+	// partial are the events whose PrevKv came from the cache's metadata
+	// and so lacks its value; End reads the values if watchers want them.
+	partial []*mvccpb.Event
 }
 
 // Write begins a Writer over bt. One Writer per batch.
@@ -41,8 +44,10 @@ func (w *Writer) Rev() int64 { return w.rev }
 
 // End makes the writer's revision (and compaction) visible to readers and
 // returns the events it wrote, in revision order, with Kv and PrevKv filled.
-// Call it after the batch was committed.
-func (w *Writer) End() []*mvccpb.Event {
+// Call it after the batch was committed. A PrevKv may lack its value when
+// Options.PrevValuesWanted said no watcher wants one (see there); the error
+// reports a failed read of such values, with the writes already visible.
+func (w *Writer) End() ([]*mvccpb.Event, error) {
 	s := w.s
 	s.mu.Lock()
 	s.rev = w.rev
@@ -55,6 +60,13 @@ func (w *Writer) End() []*mvccpb.Event {
 	s.latest.merge(w.latest)
 	s.mu.Unlock()
 	w.latest = nil
+	var err error
+	// After the revision became visible (see Options.PrevValuesWanted) and
+	// before a compaction in this batch starts removing old versions.
+	if len(w.partial) > 0 && s.prevValuesWanted() {
+		err = s.fillPrevValues(w.partial)
+	}
+	w.partial = nil
 	s.growFilter()
 	s.trimIters()
 	if w.compacted {
@@ -62,7 +74,35 @@ func (w *Writer) End() []*mvccpb.Event {
 	}
 	evs := w.events
 	w.events = nil
-	return evs
+	return evs, err
+}
+
+func (s *Store) prevValuesWanted() bool {
+	return s.opts.PrevValuesWanted == nil || s.opts.PrevValuesWanted()
+}
+
+// fillPrevValues reads the values of events' metadata-only previous
+// versions. The versions exist: a compaction removes a key's version only
+// once a newer one is at or below the compaction revision, and no
+// compaction at or above these events' revisions has started.
+func (s *Store) fillPrevValues(evs []*mvccpb.Event) error {
+	it, err := s.be.NewIter([]byte{prefixKV}, []byte{prefixKV + 1})
+	if err != nil {
+		return fmt.Errorf("mvcc: iterate: %w", err)
+	}
+	defer it.Close()
+	for _, ev := range evs {
+		p := ev.PrevKv
+		kv, err := latest(it, p.Key, p.ModRevision)
+		if err != nil {
+			return err
+		}
+		if kv == nil || kv.ModRevision != p.ModRevision {
+			return fmt.Errorf("%w: previous version %d of %q is missing", ErrBadEncoding, p.ModRevision, p.Key)
+		}
+		p.Value = kv.Value
+	}
+	return nil
 }
 
 // iter opens an iterator over the 'k' span that sees the batch's writes so
@@ -105,16 +145,35 @@ func (l *lazyIter) close() {
 
 // prev returns the newest version of key as seen through the writer (nil if
 // absent): from its own changes, else the store's cache, else nil if the key
-// filter rules the key out, else a seek.
-func (w *Writer) prev(li *lazyIter, key []byte) (*mvccpb.KeyValue, error) {
+// filter rules the key out, else a seek. full is false when kv came from the
+// cache's metadata and lacks its value (see prevFull).
+func (w *Writer) prev(li *lazyIter, key []byte) (kv *mvccpb.KeyValue, full bool, err error) {
 	if kv, ok := w.latest[string(key)]; ok {
-		return kv, nil
+		return kv, true, nil
 	}
-	if kv, ok := w.s.latest.get(key); ok {
-		return kv, nil
+	if m, value, full, ok := w.s.latest.get(key); ok {
+		if m.absent() {
+			return nil, true, nil
+		}
+		return m.keyValue(key, value), full, nil
 	}
 	if w.s.absent(key) {
-		return nil, nil
+		return nil, true, nil
+	}
+	it, err := li.get()
+	if err != nil {
+		return nil, false, err
+	}
+	kv, err = latest(it, key, w.rev)
+	return kv, err == nil, err
+}
+
+// prevFull is prev with the value: it seeks when the cache knew only the
+// metadata.
+func (w *Writer) prevFull(li *lazyIter, key []byte) (*mvccpb.KeyValue, error) {
+	kv, full, err := w.prev(li, key)
+	if err != nil || full {
+		return kv, err
 	}
 	it, err := li.get()
 	if err != nil {
@@ -152,7 +211,7 @@ func (w *Writer) leaseExists(id int64) bool {
 // checkPut validates a put against the current state (it) without writing.
 func (w *Writer) checkPut(it *lazyIter, p *pb.PutRequest) error {
 	if p.IgnoreValue || p.IgnoreLease {
-		prev, err := w.prev(it, p.Key)
+		prev, _, err := w.prev(it, p.Key)
 		if err != nil {
 			return err
 		}
@@ -179,7 +238,13 @@ func (w *Writer) Put(p *pb.PutRequest) (*pb.PutResponse, error) {
 
 // put writes a checked put.
 func (w *Writer) put(it *lazyIter, p *pb.PutRequest) (*pb.PutResponse, error) {
-	prev, err := w.prev(it, p.Key)
+	// The value of the previous version is needed now only for the
+	// response or ignore_value; for the event End reads it if wanted.
+	prev, full, err := w.prev(it, p.Key)
+	if err == nil && !full && (p.PrevKv || p.IgnoreValue) {
+		prev, err = w.prevFull(it, p.Key)
+		full = true
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +268,11 @@ func (w *Writer) put(it *lazyIter, p *pb.PutRequest) (*pb.PutResponse, error) {
 	}
 	w.s.noteKey(kv.Key)
 	w.remember(kv.Key, kv)
-	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.PUT, Kv: kv, PrevKv: prev})
+	ev := &mvccpb.Event{Type: mvccpb.PUT, Kv: kv, PrevKv: prev}
+	w.events = append(w.events, ev)
+	if !full {
+		w.partial = append(w.partial, ev)
+	}
 	resp := &pb.PutResponse{Header: &pb.ResponseHeader{Revision: w.rev}}
 	if p.PrevKv {
 		resp.PrevKv = prev

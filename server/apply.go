@@ -124,7 +124,11 @@ func (s *Server) applyBatch(ap *raftnode.Apply) error {
 	if err := bt.Commit(last); err != nil {
 		return fmt.Errorf("server: commit applied batch at %d: %w", last, err)
 	}
-	s.notifyWatchers(w.End())
+	evs, err := w.End()
+	if err != nil {
+		return fmt.Errorf("server: events of applied batch at %d: %w", last, err)
+	}
+	s.notifyWatchers(evs)
 	s.leaseEnd()
 	s.setApplied(last)
 	for _, r := range results {

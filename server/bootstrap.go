@@ -103,7 +103,11 @@ func (s *Server) openStore() error {
 	if err != nil {
 		return err
 	}
-	kv, err := mvcc.New(be, mvcc.Options{LeaseExists: s.leaseExists, LatestCacheBytes: latestCacheBytes(s.cfg.LatestCacheBytes)})
+	kv, err := mvcc.New(be, mvcc.Options{
+		LeaseExists:      s.leaseExists,
+		LatestCacheBytes: latestCacheBytes(s.cfg.LatestCacheBytes),
+		PrevValuesWanted: s.prevValuesWanted,
+	})
 	if err != nil {
 		be.Close()
 		return err

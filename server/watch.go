@@ -35,6 +35,13 @@ func (s *Server) watchHub() *mvcc.WatchHub {
 	return s.watch.hub
 }
 
+// prevValuesWanted is the store's Options.PrevValuesWanted: whether a
+// watcher wants previous values (yes before the hub exists).
+func (s *Server) prevValuesWanted() bool {
+	h := s.watchHub()
+	return h == nil || h.WantsPrevValues()
+}
+
 // notifyWatchers hands the hub the events of a committed batch.
 func (s *Server) notifyWatchers(evs []*mvccpb.Event) {
 	if h := s.watchHub(); h != nil {

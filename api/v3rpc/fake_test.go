@@ -95,7 +95,10 @@ func write[T any](f *fakeMember, do func(w *mvcc.Writer) (T, error)) (T, error) 
 		var zero T
 		return zero, err
 	}
-	w.End()
+	if _, err := w.End(); err != nil {
+		var zero T
+		return zero, err
+	}
 	close(f.applied)
 	f.applied = make(chan struct{})
 	return resp, nil

@@ -356,3 +356,82 @@ func TestWatchResumesWhenLeaderKilled(t *testing.T) {
 		t.Fatalf("%d keys, %d events for %d puts", final.Count, len(revs), n)
 	}
 }
+
+// With a latest-version cache too small for any value, puts carry their
+// previous versions' metadata only until a watcher wants previous values:
+// then a prev_kv watcher from now, and one that starts while puts go on,
+// each get every previous value, as does a put asking for prev_kv.
+func TestPrevKVWithMetadataOnlyCache(t *testing.T) {
+	c := framework.Start(t, framework.Options{Size: 1, Extra: []string{"--latest-cache-bytes=1500"}})
+	cli := c.Client()
+	ctx := framework.Context(t, 60*time.Second)
+	for i := range 3 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("p%d", i), "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := cli.Put(ctx, "p0", "1", clientv3.WithPrevKV())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.PrevKv == nil || string(resp.PrevKv.Value) != "0" || resp.PrevKv.Version != 1 {
+		t.Fatalf("put with prev_kv: previous %v, want value 0 version 1", resp.PrevKv)
+	}
+
+	// Puts run while two watchers start, the second one during them.
+	first := cli.Watch(ctx, "p", clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithCreatedNotify())
+	if r := recvWatch(t, ctx, first, "created"); !r.Created {
+		t.Fatalf("first response is not the created one: %+v", r)
+	}
+	const puts = 300
+	done := make(chan error, 1)
+	go func() {
+		for i := range puts {
+			if _, err := cli.Put(ctx, fmt.Sprintf("p%d", i%3), fmt.Sprint(i+2)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	time.Sleep(20 * time.Millisecond)
+	second := cli.Watch(ctx, "p", clientv3.WithPrefix(), clientv3.WithPrevKV())
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, evs []*clientv3.Event) {
+		t.Helper()
+		// Each key's events carry the value of its previous event.
+		last := map[string]string{"p0": "1", "p1": "0", "p2": "0"}
+		for _, ev := range evs {
+			k := string(ev.Kv.Key)
+			if ev.PrevKv == nil || string(ev.PrevKv.Value) != last[k] || ev.PrevKv.Version != ev.Kv.Version-1 {
+				t.Fatalf("%s: event %v at %d: previous %v, want value %q", name, k, ev.Kv.ModRevision, ev.PrevKv, last[k])
+			}
+			last[k] = string(ev.Kv.Value)
+		}
+	}
+	check("watch from before the puts", recvEvents(t, ctx, first, puts, "first watcher"))
+	// The second watcher started at some put; check what it got to the end.
+	var evs []*clientv3.Event
+	for len(evs) == 0 || string(evs[len(evs)-1].Kv.Value) != fmt.Sprint(puts+1) {
+		r := recvWatch(t, ctx, second, "second watcher")
+		if err := r.Err(); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, r.Events...)
+	}
+	for _, ev := range evs {
+		if ev.PrevKv == nil {
+			t.Fatalf("second watcher: event at %d has no previous version", ev.Kv.ModRevision)
+		}
+		if want := ev.Kv.Value; string(ev.PrevKv.Value) == "" || string(want) == "" {
+			t.Fatalf("second watcher: event at %d: value %q, previous %q", ev.Kv.ModRevision, want, ev.PrevKv.Value)
+		}
+		n, _ := strconv.Atoi(string(ev.Kv.Value))
+		p, _ := strconv.Atoi(string(ev.PrevKv.Value))
+		if p != n-3 && !(n < 5 && p <= 1) {
+			t.Fatalf("second watcher: event %s=%d has previous value %d, want %d", ev.Kv.Key, n, p, n-3)
+		}
+	}
+}
