@@ -74,20 +74,25 @@ func TestCheckWatch(t *testing.T) {
 	h.tried("k2", "b")
 	h.add(0, Input{Kind: OpPut, Key: "k1", Value: "a"}, 0, Output{Rev: 2})
 	h.add(0, Input{Kind: OpPut, Key: "k2", Value: "b"}, 0, Output{Rev: 3})
-	good := []WatchEvent{{Rev: 2, Key: "k1", Value: "a"}, {Rev: 3, Key: "k2", Value: "b"}}
-	if bad := checkWatch(good, h, 3); len(bad) != 0 {
+	h.tried("k1", "c")
+	h.add(0, Input{Kind: OpPut, Key: "k1", Value: "c"}, 0, Output{Rev: 4})
+	good := []WatchEvent{{Rev: 2, Key: "k1", Value: "a"}, {Rev: 3, Key: "k2", Value: "b"}, {Rev: 4, Key: "k1", Value: "c", PrevRev: 2, PrevValue: "a"}}
+	if bad := checkWatch(good, h, 4); len(bad) != 0 {
 		t.Fatalf("good stream: %v", bad)
 	}
 	for name, tc := range map[string]struct {
 		events []WatchEvent
 		want   string
 	}{
-		"gap":         {[]WatchEvent{good[0], {Rev: 4, Key: "k2", Value: "b"}}, "gap"},
-		"duplicate":   {[]WatchEvent{good[0], good[0], good[1]}, "not strictly increasing"},
-		"missing ack": {[]WatchEvent{good[0]}, "acknowledged put of k2"},
-		"phantom":     {[]WatchEvent{good[0], {Rev: 3, Key: "k2", Value: "zz"}}, "never written"},
+		"gap":            {[]WatchEvent{good[0], {Rev: 4, Key: "k2", Value: "b"}}, "gap"},
+		"duplicate":      {[]WatchEvent{good[0], good[0], good[1], good[2]}, "not strictly increasing"},
+		"missing ack":    {[]WatchEvent{good[0], good[2]}, "acknowledged put of k2"},
+		"phantom":        {[]WatchEvent{good[0], {Rev: 3, Key: "k2", Value: "zz"}, good[2]}, "never written"},
+		"previous value": {[]WatchEvent{good[0], good[1], {Rev: 4, Key: "k1", Value: "c", PrevRev: 2}}, "previous version 2"},
+		"no previous":    {[]WatchEvent{good[0], good[1], {Rev: 4, Key: "k1", Value: "c"}}, "previous version 0"},
+		"phantom prev":   {[]WatchEvent{good[0], {Rev: 3, Key: "k2", Value: "b", PrevRev: 2, PrevValue: "a"}, good[2]}, "previous version 2"},
 	} {
-		bad := checkWatch(tc.events, h, 3)
+		bad := checkWatch(tc.events, h, 4)
 		if !strings.Contains(strings.Join(bad, "\n"), tc.want) {
 			t.Errorf("%s: problems %v, want one containing %q", name, bad, tc.want)
 		}

@@ -30,6 +30,11 @@ type Scenario struct {
 	// DirectPeers leaves the peer proxies out (faults that need them
 	// cannot be used).
 	DirectPeers bool
+	// SmallCache runs the members with a latest-version cache too small
+	// for any value (--latest-cache-bytes=1500): puts find their previous
+	// version's metadata only, and the prev_kv watcher's values are read
+	// when the batch ends.
+	SmallCache bool
 }
 
 // Result is what a run found.
@@ -49,8 +54,12 @@ func Run(t *testing.T, sc Scenario, artifactsDir string) Result {
 	if sc.Interval == 0 {
 		sc.Interval = 60 * time.Millisecond
 	}
-	t.Logf("scenario %s seed %d duration %v faults %v", sc.Name, sc.Seed, sc.Duration, sc.Faults)
-	c := framework.Start(t, framework.Options{Size: 3, PeerProxy: !sc.DirectPeers})
+	t.Logf("scenario %s seed %d duration %v faults %v small cache %v", sc.Name, sc.Seed, sc.Duration, sc.Faults, sc.SmallCache)
+	var extra []string
+	if sc.SmallCache {
+		extra = []string{"--latest-cache-bytes=1500"}
+	}
+	c := framework.Start(t, framework.Options{Size: 3, PeerProxy: !sc.DirectPeers, Extra: extra})
 	all := append([]*framework.Member(nil), c.Members...)
 	rng := rand.New(rand.NewPCG(sc.Seed, 0x5eed))
 	h := newHistory()

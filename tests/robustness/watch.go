@@ -10,16 +10,19 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// WatchEvent is one event the watcher received.
+// WatchEvent is one event the watcher received, with the modification
+// revision and value of the key's previous version (PrevRev 0: none).
 type WatchEvent struct {
-	Rev    int64
-	Key    string
-	Value  string
-	Delete bool
+	Rev       int64
+	Key       string
+	Value     string
+	Delete    bool
+	PrevRev   int64
+	PrevValue string
 }
 
-// watcher watches the whole keyspace from revision 1 and records every
-// event; when its channel closes (a fault canceled the stream) it resumes
+// watcher watches the whole keyspace from revision 1 with previous values
+// and records every event; when its channel closes (a fault canceled the stream) it resumes
 // from the revision after the last event. mu guards events and last.
 type watcher struct {
 	mu     sync.Mutex
@@ -32,7 +35,7 @@ func (w *watcher) run(ctx context.Context, cli *clientv3.Client) {
 	next := int64(1)
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		for resp := range cli.Watch(wctx, "\x00", clientv3.WithFromKey(), clientv3.WithRev(next)) {
+		for resp := range cli.Watch(wctx, "\x00", clientv3.WithFromKey(), clientv3.WithRev(next), clientv3.WithPrevKV()) {
 			if err := resp.Err(); err != nil {
 				w.mu.Lock()
 				w.errs = append(w.errs, err.Error())
@@ -41,10 +44,14 @@ func (w *watcher) run(ctx context.Context, cli *clientv3.Client) {
 			}
 			w.mu.Lock()
 			for _, ev := range resp.Events {
-				w.events = append(w.events, WatchEvent{
+				we := WatchEvent{
 					Rev: ev.Kv.ModRevision, Key: string(ev.Kv.Key), Value: string(ev.Kv.Value),
 					Delete: ev.Type == mvccpb.DELETE,
-				})
+				}
+				if ev.PrevKv != nil {
+					we.PrevRev, we.PrevValue = ev.PrevKv.ModRevision, string(ev.PrevKv.Value)
+				}
+				w.events = append(w.events, we)
 				next = ev.Kv.ModRevision + 1
 			}
 			w.last = max(w.last, next-1)
@@ -72,9 +79,10 @@ func (w *watcher) waitFor(rev int64, d time.Duration) error {
 }
 
 // checkWatch checks the events on their own and against the acknowledged
-// writes: strictly increasing revisions, no gaps, each event once, every
-// acknowledged write present with its key and value, and every put carrying
-// a value some client tried to write.
+// writes: strictly increasing revisions, no gaps, each event once, each
+// event's previous version the key's last put before it (none after a
+// delete or at creation), every acknowledged write present with its key and
+// value, and every put carrying a value some client tried to write.
 func checkWatch(events []WatchEvent, h *History, finalRev int64) []string {
 	var bad []string
 	report := func(format string, args ...any) {
@@ -83,7 +91,17 @@ func checkWatch(events []WatchEvent, h *History, finalRev int64) []string {
 		}
 	}
 	byRev := map[int64]WatchEvent{}
+	lastOf := map[string]WatchEvent{}
 	for i, ev := range events {
+		var wantRev int64
+		var wantValue string
+		if last, ok := lastOf[ev.Key]; ok && !last.Delete {
+			wantRev, wantValue = last.Rev, last.Value
+		}
+		if ev.PrevRev != wantRev || ev.PrevValue != wantValue {
+			report("watch: event at rev %d (%s) has previous version %d %q, want %d %q", ev.Rev, ev.Key, ev.PrevRev, ev.PrevValue, wantRev, wantValue)
+		}
+		lastOf[ev.Key] = ev
 		if i > 0 {
 			prev := events[i-1]
 			if ev.Rev <= prev.Rev {
@@ -117,7 +135,9 @@ func checkWatch(events []WatchEvent, h *History, finalRev int64) []string {
 		default:
 			continue
 		}
-		if got, ok := byRev[want.Rev]; !ok || got != want {
+		got, ok := byRev[want.Rev]
+		got.PrevRev, got.PrevValue = 0, "" // checked above
+		if !ok || got != want {
 			report("watch: acknowledged %s of %s=%q at rev %d: watch has %+v (present %v)", in.Kind, in.Key, in.Value, want.Rev, got, ok)
 		}
 	}

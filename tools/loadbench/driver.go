@@ -61,6 +61,7 @@ const (
 // report is everything the BENCHMARKS.md section shows.
 type report struct {
 	started     time.Time
+	commit      string // the tree's commit when the run began (binaries are built just before)
 	took        time.Duration
 	order       []scenario
 	keys        int
@@ -170,7 +171,7 @@ func (d *driver) bench(ctx context.Context, name string, c *cluster, args []stri
 }
 
 func (d *driver) all(ctx context.Context) (*report, error) {
-	rep := &report{started: time.Now(), order: scenarios(d.quick), keys: d.keys}
+	rep := &report{started: time.Now(), commit: commit(), order: scenarios(d.quick), keys: d.keys}
 	if d.etcd != "" {
 		v, err := exec.CommandContext(ctx, d.etcd, "--version").Output()
 		if err != nil {

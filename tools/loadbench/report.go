@@ -91,7 +91,7 @@ func header(p printer, rep *report) {
 	p("%s\n\n", sectionTitle)
 	p("Written by `make bench` (tools/loadbench) on %s; the whole run took %s.\n\n", rep.started.UTC().Format("2006-01-02 15:04 MST"), rep.took.Round(time.Second))
 	p("Machine: `nproc` = %d, CPU %s, kernel %s, %s; commit %s. Load client and all members on the one box over loopback\n",
-		runtime.NumCPU(), cpuModel(), sh("uname", "-r"), runtime.Version(), commit())
+		runtime.NumCPU(), cpuModel(), sh("uname", "-r"), runtime.Version(), rep.commit)
 }
 
 // restartSpan formats the fastest and slowest restart.
