@@ -160,11 +160,7 @@ func (w *Writer) prev(li *lazyIter, key []byte) (kv *mvccpb.KeyValue, full bool,
 	if w.s.absent(key) {
 		return nil, true, nil
 	}
-	it, err := li.get()
-	if err != nil {
-		return nil, false, err
-	}
-	kv, err = latest(it, key, w.rev)
+	kv, err = w.seek(li, key)
 	return kv, err == nil, err
 }
 
@@ -175,6 +171,11 @@ func (w *Writer) prevFull(li *lazyIter, key []byte) (*mvccpb.KeyValue, error) {
 	if err != nil || full {
 		return kv, err
 	}
+	return w.seek(li, key)
+}
+
+// seek reads key's newest version through the writer's batch.
+func (w *Writer) seek(li *lazyIter, key []byte) (*mvccpb.KeyValue, error) {
 	it, err := li.get()
 	if err != nil {
 		return nil, err
@@ -242,7 +243,7 @@ func (w *Writer) put(it *lazyIter, p *pb.PutRequest) (*pb.PutResponse, error) {
 	// response or ignore_value; for the event End reads it if wanted.
 	prev, full, err := w.prev(it, p.Key)
 	if err == nil && !full && (p.PrevKv || p.IgnoreValue) {
-		prev, err = w.prevFull(it, p.Key)
+		prev, err = w.seek(it, p.Key)
 		full = true
 	}
 	if err != nil {

@@ -114,7 +114,7 @@ func optionTable() []option {
 			},
 			func(c *Config) string { return strconv.FormatUint(uint64(c.MaxRequestBytes), 10) }},
 		{optLatestCacheBytes, "latest-cache-bytes", "bytes", false, "",
-			"memory for the newest versions of recently written keys, which spares a put the store lookup of its previous version; 0 turns the cache off",
+			"memory for the newest versions of recently written keys (their metadata, and their values where room is left), which spares a put the store lookup of its previous version; 0 turns the cache off",
 			func(c *Config, v string) (err error) {
 				c.LatestCacheBytes, err = strconv.ParseInt(v, 10, 64)
 				return intErr(err)
