@@ -1,10 +1,24 @@
-// Package raftnode drives one go.etcd.io/raft/v3 node: it owns the raft.Node,
+// Package raftnode drives one go.etcd.io/raft/v3 node: it owns a raft.RawNode,
 // ticks it, and runs the single Ready loop that persists, sends and hands
 // committed entries to the applier.
 //
+// # Stepping raft
+//
+// There is no goroutine of raft's own (raft.Node runs one, and every
+// proposal, message and Ready passed through it by channel). The RawNode
+// sits behind a mutex: a proposal, a message from a peer, a ReadIndex
+// request or a status query steps it on the caller's goroutine, then wakes
+// the Ready loop through a one-slot channel. The Ready loop takes each Ready
+// and gives it back (Advance) under the mutex too, but handles it without
+// holding it, so callers keep stepping raft while a Ready is written; what
+// they step in comes out in the next Ready. raft drops a proposal while it
+// knows no leader; [Node.Propose] then waits for one until its context
+// ends, as raft.Node's proposals do. [Node.Step] drops without an error what
+// raft would not take from the network, as raft.Node's Step does.
+//
 // # The Ready loop
 //
-// One goroutine owns the raft.Node's Ready channel. For every Ready it:
+// One goroutine takes raft's Readies. For every Ready it:
 //
 //  1. publishes the soft state (leader, role) and read states (ReadIndex);
 //  2. queues an [Apply] batch (committed entries, an incoming snapshot) for
@@ -26,7 +40,7 @@
 //     acknowledges only what is durable); when the batch holds configuration
 //     changes it first waits until the applier has applied them, so that
 //     votes are counted against the new configuration;
-//  7. calls Advance.
+//  7. calls Advance, and takes the next Ready if raft has one.
 //
 // Concurrent proposals land in the same Ready and therefore share one fsync.
 //

@@ -83,9 +83,17 @@ type Status struct {
 
 // Node is a running raft member. See the package doc for the Ready loop.
 type Node struct {
-	cfg  Config
-	log  *slog.Logger
-	node raft.Node
+	cfg Config
+	log *slog.Logger
+
+	// mu guards rn. Callers step raft on their own goroutine under mu (a
+	// proposal, a peer's message, a tick) and then wake the Ready loop,
+	// which takes each Ready and gives it back with Advance under mu too,
+	// but handles it (persist, send, apply) without holding it.
+	mu sync.Mutex
+	rn *raft.RawNode
+	// wake (capacity 1) tells the Ready loop that raft may have a Ready.
+	wake chan struct{}
 
 	lead atomic.Uint64
 	term atomic.Uint64
@@ -144,14 +152,20 @@ func Start(cfg Config) (*Node, error) {
 		applyc:     make(chan *Apply, 16),
 		readStates: make(chan raft.ReadState, 64),
 		leaderCh:   make(chan struct{}),
+		wake:       make(chan struct{}, 1),
 		stopc:      make(chan struct{}),
 		donec:      make(chan struct{}),
 	}
-	if len(cfg.Peers) > 0 {
-		n.node = raft.StartNode(rc, cfg.Peers)
-	} else {
-		n.node = raft.RestartNode(rc)
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
 	}
+	if len(cfg.Peers) > 0 {
+		if err := rn.Bootstrap(cfg.Peers); err != nil {
+			return nil, fmt.Errorf("raftnode: bootstrap: %w", err)
+		}
+	}
+	n.rn = rn
 	last, err := cfg.Storage.LastIndex()
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: last index of the log: %w", err)
@@ -207,45 +221,125 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 		}})
 		return nil
 	}
-	return n.node.Propose(ctx, data)
+	return n.propose(ctx, func() error { return n.rn.Propose(data) })
+}
+
+// propose steps a proposal into raft on the caller's goroutine. While raft
+// knows no leader it drops proposals; propose then waits for a leader (or
+// retries after a tick, in case raft lost and regained its leader between two
+// Readies) until ctx ends, as raft.Node's proposals do.
+func (n *Node) propose(ctx context.Context, step func() error) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		select {
+		case <-n.stopc:
+			return ErrStopped
+		default:
+		}
+		changed := n.LeaderChanged()
+		n.mu.Lock()
+		err := step()
+		leaderless := errors.Is(err, raft.ErrProposalDropped) && n.rn.BasicStatus().Lead == raft.None
+		n.mu.Unlock()
+		n.signal()
+		if !leaderless {
+			return err
+		}
+		t := time.NewTimer(n.cfg.TickInterval)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+		case <-n.stopc:
+		}
+		t.Stop()
+	}
+}
+
+// step runs f on raft under mu and wakes the Ready loop.
+func (n *Node) step(f func(rn *raft.RawNode)) {
+	n.mu.Lock()
+	f(n.rn)
+	n.mu.Unlock()
+	n.signal()
+}
+
+// signal wakes the Ready loop without blocking.
+func (n *Node) signal() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
 }
 
 // ProposeConfChange proposes a configuration change.
 func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) error {
-	return n.node.ProposeConfChange(ctx, cc)
+	return n.propose(ctx, func() error { return n.rn.ProposeConfChange(cc) })
 }
 
 // ApplyConfChange applies a committed configuration change to raft and
 // returns the resulting configuration. Only the applier calls it.
 func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
-	return n.node.ApplyConfChange(cc)
+	var cs *raftpb.ConfState
+	n.step(func(rn *raft.RawNode) { cs = rn.ApplyConfChange(cc) })
+	return cs
 }
 
-// ReadIndex requests a read index; the answer arrives on ReadStates.
+// ReadIndex requests a read index; the answer arrives on ReadStates. raft
+// drops the request while it knows no leader; the caller retries.
 func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
-	return n.node.ReadIndex(ctx, rctx)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n.step(func(rn *raft.RawNode) { rn.ReadIndex(rctx) })
+	return nil
 }
 
-// Step hands a message received from a peer to raft.
+// Step hands a message received from a peer to raft. Like raft.Node's Step,
+// it drops without an error what raft would not take from the network: local
+// message types, responses from members not in the configuration, and
+// forwarded proposals raft drops (no leader known; the proposer times out).
 func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
-	return n.node.Step(ctx, m)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var err error
+	n.step(func(rn *raft.RawNode) { err = rn.Step(m) })
+	switch {
+	case err == nil, errors.Is(err, raft.ErrStepLocalMsg), errors.Is(err, raft.ErrStepPeerNotFound):
+		return nil
+	case errors.Is(err, raft.ErrProposalDropped) && m.GetType() == raftpb.MsgProp:
+		return nil
+	}
+	return err
 }
 
 // ReportUnreachable tells raft a peer could not be reached.
-func (n *Node) ReportUnreachable(id uint64) { n.node.ReportUnreachable(id) }
+func (n *Node) ReportUnreachable(id uint64) {
+	n.step(func(rn *raft.RawNode) { rn.ReportUnreachable(id) })
+}
 
 // ReportSnapshot tells raft how a snapshot transfer ended.
 func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
-	n.node.ReportSnapshot(id, status)
+	n.step(func(rn *raft.RawNode) { rn.ReportSnapshot(id, status) })
 }
 
 // TransferLeadership asks the leader to hand leadership to transferee.
-func (n *Node) TransferLeadership(ctx context.Context, transferee uint64) {
-	n.node.TransferLeadership(ctx, n.lead.Load(), transferee)
+func (n *Node) TransferLeadership(_ context.Context, transferee uint64) {
+	n.step(func(rn *raft.RawNode) { rn.TransferLeader(transferee) })
 }
 
 // Campaign makes this node start an election.
-func (n *Node) Campaign(ctx context.Context) error { return n.node.Campaign(ctx) }
+func (n *Node) Campaign(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var err error
+	n.step(func(rn *raft.RawNode) { err = rn.Campaign() })
+	return err
+}
 
 // Leader returns the ID of the current leader, or 0 if none is known.
 func (n *Node) Leader() uint64 { return n.lead.Load() }
@@ -262,7 +356,7 @@ func (n *Node) LeaderChanged() <-chan struct{} {
 
 // Status returns the node's status.
 func (n *Node) Status() Status {
-	st := n.node.Status()
+	st := n.RaftStatus()
 	s := Status{
 		ID: st.ID, Leader: st.Lead, Term: st.HardState.GetTerm(), Commit: st.HardState.GetCommit(), Applied: st.Applied,
 		IsLeader: st.RaftState == raft.StateLeader,
@@ -275,7 +369,11 @@ func (n *Node) Status() Status {
 
 // RaftStatus returns the raft library's full status, with progress of peers
 // when this node leads.
-func (n *Node) RaftStatus() raft.Status { return n.node.Status() }
+func (n *Node) RaftStatus() raft.Status {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.rn.Status()
+}
 
 // Stop stops the Ready loop and the raft node and waits for both.
 func (n *Node) Stop() {

@@ -141,6 +141,13 @@ func (tm *testMember) applyLoop() {
 
 func startCluster(t *testing.T, n int) (*memNet, []*testMember) {
 	t.Helper()
+	return startClusterTicks(t, n, 10)
+}
+
+// startClusterTicks starts n members with an election timeout of
+// electionTicks ticks of 5 ms.
+func startClusterTicks(t *testing.T, n, electionTicks int) (*memNet, []*testMember) {
+	t.Helper()
 	net := &memNet{nodes: map[uint64]*Node{}, down: map[uint64]bool{}, sent: map[[3]uint64]int{}}
 	var peers []raft.Peer
 	for i := 1; i <= n; i++ {
@@ -153,7 +160,7 @@ func startCluster(t *testing.T, n int) (*memNet, []*testMember) {
 		id := uint64(i + 1)
 		tm := &testMember{wal: &memWAL{}, fatal: make(chan error, 1)}
 		node, err := Start(Config{
-			ID: id, ElectionTicks: 10, HeartbeatTicks: 1, TickInterval: 5 * time.Millisecond,
+			ID: id, ElectionTicks: electionTicks, HeartbeatTicks: 1, TickInterval: 5 * time.Millisecond,
 			Storage: raft.NewMemoryStorage(), WAL: tm.wal,
 			Transport: &memTransport{net: net, from: id},
 			Peers:     peers,
@@ -424,4 +431,63 @@ func TestFollowerProposalBypassesItsStuckReadyLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "leader applies the stuck follower's proposal", func() bool { return slices.Contains(leader.appliedData(), "p") })
+}
+
+// raft drops a proposal while it knows no leader. Node.Propose steps raft
+// on the caller's goroutine, so it must wait for a leader itself, as
+// raft.Node's Propose did, rather than fail: here the proposal is made
+// before the single member's first election and must be applied after it.
+func TestProposalBeforeTheFirstElectionWaitsForIt(t *testing.T) {
+	_, members := startClusterTicks(t, 1, 40) // the first election comes after 200-400 ms
+	m := members[0]
+	if st := m.node.RaftStatus(); st.Lead != raft.None {
+		t.Fatalf("leader %x already known; the test needs a leaderless start", st.Lead)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.node.Propose(ctx, []byte("early")); err != nil {
+		t.Fatalf("propose before the first election: %v", err)
+	}
+	waitFor(t, "the early proposal is applied", func() bool { return slices.Contains(m.appliedData(), "early") })
+
+	// A proposal whose context ends while no leader is known fails with
+	// the context's error.
+	_, alone := startClusterTicks(t, 3, 10)
+	for _, o := range alone[1:] {
+		o.node.Stop()
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if err := alone[0].node.Propose(short, []byte("never")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("leaderless propose = %v, want %v", err, context.DeadlineExceeded)
+	}
+}
+
+// Step takes messages from peers. What raft would not take from the network
+// (a local message type, a response from a member outside the
+// configuration, a forwarded proposal on a member that knows no leader) is
+// dropped without an error, as raft.Node's Step dropped it, so the
+// transport does not log it as refused.
+func TestStepDropsWhatRaftWouldNotTakeFromPeers(t *testing.T) {
+	_, members := startClusterTicks(t, 3, 1000) // no election during the test
+	n := members[0].node
+	ctx := context.Background()
+	term := n.RaftStatus().GetTerm()
+	for _, m := range []*raftpb.Message{
+		{Type: raftpb.MsgHup.Enum(), From: proto.Uint64(2), To: proto.Uint64(1)},
+		{Type: raftpb.MsgAppResp.Enum(), From: proto.Uint64(9), To: proto.Uint64(1), Term: proto.Uint64(0)},
+		{Type: raftpb.MsgProp.Enum(), From: proto.Uint64(2), To: proto.Uint64(1), Entries: []*raftpb.Entry{{Data: []byte("p")}}},
+	} {
+		if err := n.Step(ctx, m); err != nil {
+			t.Errorf("Step(%v from %d) = %v, want nil", m.GetType(), m.GetFrom(), err)
+		}
+	}
+	if st := n.RaftStatus(); st.Lead != raft.None || st.GetTerm() != term || st.RaftState != raft.StateFollower {
+		t.Fatalf("status after the dropped messages: lead %x term %d %v, want a leaderless follower at term %d", st.Lead, st.GetTerm(), st.RaftState, term)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := n.Step(canceled, &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(2), To: proto.Uint64(1)}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Step with a canceled context = %v, want %v", err, context.Canceled)
+	}
 }

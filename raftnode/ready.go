@@ -8,12 +8,11 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 )
 
-// run is the Ready loop; it is the only goroutine that reads Ready and calls
+// run is the Ready loop; it is the only goroutine that takes a Ready and calls
 // Advance and Tick.
 func (n *Node) run() {
 	defer close(n.donec)
 	defer close(n.applyc)
-	defer n.node.Stop()
 
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
@@ -21,8 +20,23 @@ func (n *Node) run() {
 	for {
 		select {
 		case <-ticker.C:
-			n.node.Tick()
-		case rd := <-n.node.Ready():
+			n.mu.Lock()
+			n.rn.Tick()
+			n.mu.Unlock()
+		case <-n.wake:
+		case <-n.stopc:
+			return
+		}
+		// Handle Readies until raft has nothing more: what callers stepped
+		// in while one was being handled comes out in the next.
+		for {
+			n.mu.Lock()
+			if !n.rn.HasReady() {
+				n.mu.Unlock()
+				break
+			}
+			rd := n.rn.Ready()
+			n.mu.Unlock()
 			if rd.SoftState != nil {
 				n.setLeader(rd.SoftState.Lead)
 				isLeader = rd.SoftState.RaftState == raft.StateLeader
@@ -33,8 +47,14 @@ func (n *Node) run() {
 			if !n.handleReady(&rd, isLeader) {
 				return
 			}
-		case <-n.stopc:
-			return
+			n.mu.Lock()
+			n.rn.Advance(rd)
+			n.mu.Unlock()
+			select {
+			case <-n.stopc:
+				return
+			default:
+			}
 		}
 	}
 }
@@ -110,7 +130,6 @@ func (n *Node) handleReady(rd *raft.Ready, isLeader bool) bool {
 		}
 		n.send(msgs)
 	}
-	n.node.Advance()
 	return true
 }
 
@@ -208,7 +227,7 @@ func (n *Node) send(msgs []*raftpb.Message) {
 		if m.GetType() == raftpb.MsgSnap {
 			if n.cfg.SnapshotSource == nil {
 				n.log.Error("cannot send snapshot: no snapshot source", "to", m.GetTo())
-				n.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+				n.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
 				continue
 			}
 			n.cfg.Transport.SendSnapshot(m, n.cfg.SnapshotSource)
