@@ -43,6 +43,11 @@
 //  7. calls Advance, and takes the next Ready if raft has one.
 //
 // Concurrent proposals land in the same Ready and therefore share one fsync.
+// raft builds an append message (MsgApp) for every proposal it steps, so a
+// leader's Ready holds a run of them per follower; before sending, the loop
+// merges each run of appends that continue one another into one message
+// (coalesceAppends), so a follower gets, steps and acknowledges one message
+// per Ready instead of one per proposal.
 //
 // # Proposals on a follower
 //

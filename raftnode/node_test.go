@@ -491,3 +491,70 @@ func TestStepDropsWhatRaftWouldNotTakeFromPeers(t *testing.T) {
 		t.Fatalf("Step with a canceled context = %v, want %v", err, context.Canceled)
 	}
 }
+
+func TestCoalesceAppends(t *testing.T) {
+	ent := func(idx, term uint64, size int) *raftpb.Entry {
+		return &raftpb.Entry{Index: proto.Uint64(idx), Term: proto.Uint64(term), Data: make([]byte, size)}
+	}
+	app := func(to, index, logTerm, commit uint64, ents ...*raftpb.Entry) *raftpb.Message {
+		return &raftpb.Message{Type: raftpb.MsgApp.Enum(), From: proto.Uint64(1), To: proto.Uint64(to),
+			Term: proto.Uint64(2), Index: proto.Uint64(index), LogTerm: proto.Uint64(logTerm), Commit: proto.Uint64(commit),
+			Entries: ents}
+	}
+	hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(3), Term: proto.Uint64(2)}
+	first := app(2, 5, 2, 5, ent(6, 2, 1), ent(7, 2, 1))
+	in := []*raftpb.Message{
+		first,
+		app(3, 5, 2, 5, ent(6, 2, 1), ent(7, 2, 1)),
+		app(2, 7, 2, 6, ent(8, 2, 1)),
+		hb, // separates 3's appends: not merged across it
+		app(3, 7, 2, 6, ent(8, 2, 1)),
+		app(2, 8, 2, 8),                // commit only: merged, carrying commit 8
+		app(2, 9, 2, 8, ent(10, 2, 1)), // a gap (index 9 was not sent): not merged
+	}
+	out := coalesceAppends(in)
+	type view struct {
+		to, index, commit uint64
+		ents              []uint64
+	}
+	var got []view
+	for _, m := range out {
+		if m.GetType() != raftpb.MsgApp {
+			got = append(got, view{to: m.GetTo()})
+			continue
+		}
+		v := view{to: m.GetTo(), index: m.GetIndex(), commit: m.GetCommit()}
+		for _, e := range m.GetEntries() {
+			v.ents = append(v.ents, e.GetIndex())
+		}
+		got = append(got, v)
+	}
+	want := []view{
+		{to: 2, index: 5, commit: 8, ents: []uint64{6, 7, 8}},
+		{to: 3, index: 5, commit: 5, ents: []uint64{6, 7}},
+		{to: 3},
+		{to: 3, index: 7, commit: 6, ents: []uint64{8}},
+		{to: 2, index: 9, commit: 8, ents: []uint64{10}},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("coalesced:\n got %v\nwant %v", got, want)
+	}
+	if len(first.GetEntries()) != 2 || first.GetCommit() != 5 || out[0] == first {
+		t.Fatalf("raft's own message was modified or reused: %d entries, commit %d", len(first.GetEntries()), first.GetCommit())
+	}
+
+	for _, c := range []struct {
+		name string
+		next *raftpb.Message
+	}{
+		{"another term", func() *raftpb.Message { m := app(2, 7, 2, 6, ent(8, 3, 1)); m.Term = proto.Uint64(3); return m }()},
+		{"log term does not match", app(2, 7, 1, 6, ent(8, 2, 1))},
+		{"commit goes back", app(2, 7, 2, 4, ent(8, 2, 1))},
+		{"a field raft does not set on appends", func() *raftpb.Message { m := app(2, 7, 2, 6, ent(8, 2, 1)); m.Context = []byte("x"); return m }()},
+		{"over the size bound", app(2, 7, 2, 6, ent(8, 2, maxCoalescedAppendBytes))},
+	} {
+		if out := coalesceAppends([]*raftpb.Message{app(2, 5, 2, 5, ent(6, 2, 1), ent(7, 2, 1)), c.next}); len(out) != 2 {
+			t.Errorf("%s: merged into %d message(s), want 2", c.name, len(out))
+		}
+	}
+}

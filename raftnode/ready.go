@@ -6,6 +6,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // run is the Ready loop; it is the only goroutine that takes a Ready and calls
@@ -222,6 +223,7 @@ func (n *Node) send(msgs []*raftpb.Message) {
 	if len(msgs) == 0 {
 		return
 	}
+	msgs = coalesceAppends(msgs)
 	out := msgs[:0:0]
 	for _, m := range msgs {
 		if m.GetType() == raftpb.MsgSnap {
@@ -248,4 +250,109 @@ func hasConfChange(ents []*raftpb.Entry) bool {
 		}
 	}
 	return false
+}
+
+// maxCoalescedAppendBytes bounds the entry data of one coalesced append
+// message, as raft's MaxSizePerMsg (set in Start) bounds the ones it builds.
+const maxCoalescedAppendBytes = 1 << 20
+
+// coalesceAppends merges each run of append messages (MsgApp) to one
+// follower in which every message continues the previous one (its Index is
+// the previous one's last entry, its LogTerm that entry's term, same term
+// and sender) into a single message carrying all the run's entries and the
+// last commit index, as if raft had built them as one. raft builds an
+// append message for every proposal it steps, so a Ready of the leader
+// holds many small ones per follower; each costs a frame on the wire, a step
+// of the follower's raft and an acknowledgement back. raft's flow control
+// counts the originals as in flight and frees all of them with the
+// acknowledgement of the merged message's last entry. Messages keep their
+// order per follower; only directly consecutive appends to the same
+// follower are merged. raft's own messages are not modified: a merged
+// message is a new one.
+func coalesceAppends(msgs []*raftpb.Message) []*raftpb.Message {
+	apps := 0
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgApp {
+			apps++
+		}
+	}
+	if apps < 2 {
+		return msgs
+	}
+	out := make([]*raftpb.Message, 0, len(msgs))
+	lastTo := map[uint64]int{} // follower → index in out of its latest message
+	merged := map[int]int{}    // index in out of a merged message → its entry bytes
+	for _, m := range msgs {
+		to := m.GetTo()
+		if i, ok := lastTo[to]; ok {
+			if p := out[i]; continuesAppend(p, m) {
+				size, own := merged[i]
+				if !own {
+					size = entryBytes(p.GetEntries())
+				}
+				if add := entryBytes(m.GetEntries()); size+add <= maxCoalescedAppendBytes {
+					if !own {
+						p = copyAppend(p)
+						out[i] = p
+					}
+					p.Entries = append(p.Entries, m.GetEntries()...)
+					p.Commit = m.Commit
+					merged[i] = size + add
+					continue
+				}
+			}
+		}
+		lastTo[to] = len(out)
+		out = append(out, m)
+	}
+	return out
+}
+
+// continuesAppend reports whether append message m directly continues p.
+func continuesAppend(p, m *raftpb.Message) bool {
+	if p.GetType() != raftpb.MsgApp || m.GetType() != raftpb.MsgApp || !plainAppend(p) || !plainAppend(m) {
+		return false
+	}
+	pe := p.GetEntries()
+	if len(pe) == 0 || p.GetTerm() != m.GetTerm() || p.GetFrom() != m.GetFrom() {
+		return false
+	}
+	last := pe[len(pe)-1]
+	return m.GetIndex() == last.GetIndex() && m.GetLogTerm() == last.GetTerm() && m.GetCommit() >= p.GetCommit()
+}
+
+// plainAppend reports whether m sets only the fields raft sets on an append
+// message, which copyAppend copies.
+func plainAppend(m *raftpb.Message) bool {
+	r := m.ProtoReflect()
+	if len(r.GetUnknown()) > 0 {
+		return false
+	}
+	ok := true
+	r.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		switch fd.Number() {
+		case 1, 2, 3, 4, 5, 6, 7, 8: // type, to, from, term, logTerm, index, entries, commit
+		default:
+			ok = false
+		}
+		return ok
+	})
+	return ok
+}
+
+// copyAppend returns a new append message with p's fields and its own
+// entries slice.
+func copyAppend(p *raftpb.Message) *raftpb.Message {
+	return &raftpb.Message{
+		Type: p.Type, To: p.To, From: p.From, Term: p.Term, LogTerm: p.LogTerm, Index: p.Index,
+		Entries: slices.Clone(p.Entries), Commit: p.Commit,
+	}
+}
+
+func entryBytes(ents []*raftpb.Entry) int {
+	n := 0
+	for _, e := range ents {
+		n += len(e.GetData())
+	}
+	return n
 }

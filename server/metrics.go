@@ -156,6 +156,8 @@ type peerCollector struct{ s *Server }
 var (
 	peerSentDesc = prometheus.NewDesc("cairn_network_peer_sent_messages_total",
 		"Raft messages written to the stream to a peer.", []string{"To"}, nil)
+	peerBatchesDesc = prometheus.NewDesc("cairn_network_peer_sent_batches_total",
+		"Writes to the stream to a peer; each carries one or more raft messages.", []string{"To"}, nil)
 	peerDroppedDesc = prometheus.NewDesc("cairn_network_peer_dropped_messages_total",
 		"Raft messages to a peer dropped because its stream was down or its queue full.", []string{"To"}, nil)
 	peerQueuedDesc = prometheus.NewDesc("cairn_network_peer_queued_messages",
@@ -167,7 +169,7 @@ var (
 )
 
 func (c peerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{peerSentDesc, peerDroppedDesc, peerQueuedDesc, peerActiveDesc, peerReceivedDesc} {
+	for _, d := range []*prometheus.Desc{peerSentDesc, peerBatchesDesc, peerDroppedDesc, peerQueuedDesc, peerActiveDesc, peerReceivedDesc} {
 		ch <- d
 	}
 }
@@ -179,6 +181,7 @@ func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range c.s.tr.Peers() {
 		id := fmt.Sprintf("%x", st.ID)
 		ch <- prometheus.MustNewConstMetric(peerSentDesc, prometheus.CounterValue, float64(st.MessagesSent), id)
+		ch <- prometheus.MustNewConstMetric(peerBatchesDesc, prometheus.CounterValue, float64(st.BatchesSent), id)
 		ch <- prometheus.MustNewConstMetric(peerDroppedDesc, prometheus.CounterValue, float64(st.Dropped), id)
 		ch <- prometheus.MustNewConstMetric(peerQueuedDesc, prometheus.GaugeValue, float64(st.Queued), id)
 		ch <- prometheus.MustNewConstMetric(peerActiveDesc, prometheus.GaugeValue, boolFloat(st.Active), id)

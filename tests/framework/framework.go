@@ -9,14 +9,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -123,15 +126,34 @@ type Options struct {
 	PeerProxy bool
 }
 
+// Member ports come from below Linux's ephemeral range (32768-60999 by
+// default): a port taken from that range by listening on port 0 and closing
+// it could be given to an outgoing connection's local end before the member
+// binds it ("address already in use"). Each test process starts at its own
+// random place in the range, so parallel test packages rarely meet.
+const (
+	portBase  = 20000
+	portRange = 12000
+)
+
+var nextPort atomic.Int64
+
+func init() { nextPort.Store(rand.Int64N(portRange)) }
+
+// freePort returns a port on ip that nothing listens on now.
 func freePort(t testing.TB, ip string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatalf("listen on %s: %v", ip, err)
+	for range portRange {
+		p := strconv.FormatInt(portBase+nextPort.Add(1)%portRange, 10)
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p
 	}
-	defer ln.Close()
-	_, p, _ := net.SplitHostPort(ln.Addr().String())
-	return p
+	t.Fatalf("no free port on %s in %d-%d", ip, portBase, portBase+portRange-1)
+	return ""
 }
 
 // NewMember prepares (does not start) a member on ip.
