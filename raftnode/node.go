@@ -258,12 +258,19 @@ func (n *Node) propose(ctx context.Context, step func() error) error {
 	}
 }
 
-// step runs f on raft under mu and wakes the Ready loop.
-func (n *Node) step(f func(rn *raft.RawNode)) {
+// step runs f on raft under mu and wakes the Ready loop. It does nothing
+// once the node is stopped and reports whether f ran.
+func (n *Node) step(f func(rn *raft.RawNode)) bool {
+	select {
+	case <-n.stopc:
+		return false
+	default:
+	}
 	n.mu.Lock()
 	f(n.rn)
 	n.mu.Unlock()
 	n.signal()
+	return true
 }
 
 // signal wakes the Ready loop without blocking.
@@ -280,10 +287,13 @@ func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) err
 }
 
 // ApplyConfChange applies a committed configuration change to raft and
-// returns the resulting configuration. Only the applier calls it.
+// returns the resulting configuration. Only the applier calls it; it also
+// works after Stop, while the applier finishes its last batch.
 func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
-	var cs *raftpb.ConfState
-	n.step(func(rn *raft.RawNode) { cs = rn.ApplyConfChange(cc) })
+	n.mu.Lock()
+	cs := n.rn.ApplyConfChange(cc)
+	n.mu.Unlock()
+	n.signal()
 	return cs
 }
 
@@ -293,7 +303,9 @@ func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	n.step(func(rn *raft.RawNode) { rn.ReadIndex(rctx) })
+	if !n.step(func(rn *raft.RawNode) { rn.ReadIndex(rctx) }) {
+		return ErrStopped
+	}
 	return nil
 }
 
@@ -306,7 +318,9 @@ func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
 		return err
 	}
 	var err error
-	n.step(func(rn *raft.RawNode) { err = rn.Step(m) })
+	if !n.step(func(rn *raft.RawNode) { err = rn.Step(m) }) {
+		return ErrStopped
+	}
 	switch {
 	case err == nil, errors.Is(err, raft.ErrStepLocalMsg), errors.Is(err, raft.ErrStepPeerNotFound):
 		return nil
@@ -337,7 +351,9 @@ func (n *Node) Campaign(ctx context.Context) error {
 		return err
 	}
 	var err error
-	n.step(func(rn *raft.RawNode) { err = rn.Campaign() })
+	if !n.step(func(rn *raft.RawNode) { err = rn.Campaign() }) {
+		return ErrStopped
+	}
 	return err
 }
 
@@ -375,7 +391,8 @@ func (n *Node) RaftStatus() raft.Status {
 	return n.rn.Status()
 }
 
-// Stop stops the Ready loop and the raft node and waits for both.
+// Stop stops the Ready loop and waits for it. Calls made after it return
+// ErrStopped or do nothing.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() { close(n.stopc) })
 	<-n.donec

@@ -558,3 +558,24 @@ func TestCoalesceAppends(t *testing.T) {
 		}
 	}
 }
+
+// After Stop nothing steps raft any more: calls report ErrStopped.
+func TestCallsAfterStopReportStopped(t *testing.T) {
+	_, members := startCluster(t, 1)
+	n := waitLeader(t, members).node
+	n.Stop()
+	ctx := context.Background()
+	hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(2), To: proto.Uint64(1)}
+	if err := n.Step(ctx, hb); !errors.Is(err, ErrStopped) {
+		t.Errorf("Step after Stop = %v, want %v", err, ErrStopped)
+	}
+	if err := n.ReadIndex(ctx, []byte("r")); !errors.Is(err, ErrStopped) {
+		t.Errorf("ReadIndex after Stop = %v, want %v", err, ErrStopped)
+	}
+	if err := n.Propose(ctx, []byte("p")); !errors.Is(err, ErrStopped) {
+		t.Errorf("Propose after Stop = %v, want %v", err, ErrStopped)
+	}
+	if err := n.Campaign(ctx); !errors.Is(err, ErrStopped) {
+		t.Errorf("Campaign after Stop = %v, want %v", err, ErrStopped)
+	}
+}

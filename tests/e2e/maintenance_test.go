@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +195,25 @@ func checkProbesAndMetrics(t *testing.T, m *framework.Member) {
 	}
 	if strings.Contains(body, "etcd_disk_wal_fsync_duration_seconds_count 0\n") {
 		t.Fatal("no WAL fsync observed")
+	}
+	// Every stream write carries one or more messages.
+	sum := func(name string) float64 {
+		total := 0.0
+		for _, line := range strings.Split(body, "\n") {
+			if rest, ok := strings.CutPrefix(line, name+"{"); ok {
+				_, v, _ := strings.Cut(rest, "} ")
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("/metrics line %q: %v", line, err)
+				}
+				total += f
+			}
+		}
+		return total
+	}
+	msgs, batches := sum("cairn_network_peer_sent_messages_total"), sum("cairn_network_peer_sent_batches_total")
+	if batches <= 0 || batches > msgs {
+		t.Fatalf("peer stream writes %v for %v messages; want 0 < writes <= messages", batches, msgs)
 	}
 }
 
