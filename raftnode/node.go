@@ -207,13 +207,8 @@ func (n *Node) Done() <-chan struct{} { return n.donec }
 // and its proposer waits for its context.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
 	if lead := n.lead.Load(); lead != 0 && lead != n.cfg.ID {
-		if err := ctx.Err(); err != nil {
+		if err := n.usable(ctx); err != nil {
 			return err
-		}
-		select {
-		case <-n.stopc:
-			return ErrStopped
-		default:
 		}
 		n.cfg.Transport.Send([]*raftpb.Message{{
 			Type: raftpb.MsgProp.Enum(), From: new(n.cfg.ID), To: new(lead),
@@ -224,19 +219,27 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 	return n.propose(ctx, func() error { return n.rn.Propose(data) })
 }
 
+// usable returns ctx's error, or ErrStopped once the node is stopped.
+func (n *Node) usable(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-n.stopc:
+		return ErrStopped
+	default:
+		return nil
+	}
+}
+
 // propose steps a proposal into raft on the caller's goroutine. While raft
 // knows no leader it drops proposals; propose then waits for a leader (or
 // retries after a tick, in case raft lost and regained its leader between two
 // Readies) until ctx ends, as raft.Node's proposals do.
 func (n *Node) propose(ctx context.Context, step func() error) error {
 	for {
-		if err := ctx.Err(); err != nil {
+		if err := n.usable(ctx); err != nil {
 			return err
-		}
-		select {
-		case <-n.stopc:
-			return ErrStopped
-		default:
 		}
 		changed := n.LeaderChanged()
 		n.mu.Lock()
