@@ -579,3 +579,27 @@ func TestCallsAfterStopReportStopped(t *testing.T) {
 		t.Errorf("Campaign after Stop = %v, want %v", err, ErrStopped)
 	}
 }
+
+// plainAppend checks raftpb.Message's fields by name; a field added by a
+// raftpb upgrade must be looked at before appends carrying it are merged.
+func TestPlainAppendKnowsEveryField(t *testing.T) {
+	fields := (&raftpb.Message{}).ProtoReflect().Descriptor().Fields()
+	var got []string
+	for i := range fields.Len() {
+		got = append(got, string(fields.Get(i).Name()))
+	}
+	slices.Sort(got)
+	want := slices.Clone(plainAppendFields)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("raftpb.Message fields %v, plainAppend knows %v", got, want)
+	}
+	for _, m := range []*raftpb.Message{
+		{Vote: proto.Uint64(1)}, {Snapshot: &raftpb.Snapshot{}}, {Reject: proto.Bool(false)},
+		{RejectHint: proto.Uint64(0)}, {Context: []byte{}}, {Responses: []*raftpb.Message{{}}},
+	} {
+		if plainAppend(m) {
+			t.Errorf("plainAppend(%v) = true", m)
+		}
+	}
+}

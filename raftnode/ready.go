@@ -6,7 +6,6 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // run is the Ready loop; it is the only goroutine that takes a Ready and calls
@@ -322,22 +321,18 @@ func continuesAppend(p, m *raftpb.Message) bool {
 }
 
 // plainAppend reports whether m sets only the fields raft sets on an append
-// message, which copyAppend copies.
+// message (type, to, from, term, logTerm, index, entries, commit), which
+// copyAppend copies. TestPlainAppendKnowsEveryField fails if a raftpb upgrade
+// adds a field this does not check.
 func plainAppend(m *raftpb.Message) bool {
-	r := m.ProtoReflect()
-	if len(r.GetUnknown()) > 0 {
-		return false
-	}
-	ok := true
-	r.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		switch fd.Number() {
-		case 1, 2, 3, 4, 5, 6, 7, 8: // type, to, from, term, logTerm, index, entries, commit
-		default:
-			ok = false
-		}
-		return ok
-	})
-	return ok
+	return m.Vote == nil && m.Snapshot == nil && m.Reject == nil && m.RejectHint == nil &&
+		m.Context == nil && len(m.Responses) == 0 && len(m.ProtoReflect().GetUnknown()) == 0
+}
+
+// plainAppendFields are the raftpb.Message fields plainAppend allows or checks.
+var plainAppendFields = []string{
+	"type", "to", "from", "term", "logTerm", "index", "entries", "commit", // copied
+	"vote", "snapshot", "reject", "rejectHint", "context", "responses", // must be unset
 }
 
 // copyAppend returns a new append message with p's fields and its own
