@@ -29,15 +29,20 @@ type memWAL struct {
 	gate chan struct{}
 	// held counts Saves that have waited at the gate.
 	held atomic.Int32
+	// delay, if set, is how long every Save with entries takes.
+	delay time.Duration
 }
 
 func (w *memWAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error {
 	w.mu.Lock()
-	gate := w.gate
+	gate, delay := w.gate, w.delay
 	w.mu.Unlock()
 	if gate != nil && len(ents) > 0 {
 		w.held.Add(1)
 		<-gate
+	}
+	if len(ents) > 0 {
+		time.Sleep(delay)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -601,5 +606,39 @@ func TestPlainAppendKnowsEveryField(t *testing.T) {
 		if plainAppend(m) {
 			t.Errorf("plainAppend(%v) = true", m)
 		}
+	}
+}
+
+// Under steady load the Ready loop always finds another Ready after the one
+// it handled. It must still tick raft: without ticks the leader sends no
+// heartbeats (a follower being probed waits for one to be resumed) and no
+// longer checks its quorum. Here every Save takes 2 ms while proposals keep
+// coming; the leader must keep sending heartbeats.
+func TestLeaderKeepsTickingUnderSteadyLoad(t *testing.T) {
+	net, members := startCluster(t, 3)
+	leader := waitLeader(t, members)
+	f := followerOf(members, leader)
+	leader.wal.mu.Lock()
+	leader.wal.delay = 2 * time.Millisecond
+	leader.wal.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			for j := 0; ctx.Err() == nil; j++ {
+				_ = leader.node.Propose(ctx, []byte(fmt.Sprintf("p%d-%d", i, j)))
+				time.Sleep(50 * time.Microsecond)
+			}
+		})
+	}
+	time.Sleep(100 * time.Millisecond) // the load is on
+	from, to := leader.node.cfg.ID, f.node.cfg.ID
+	before := net.delivered(from, to, raftpb.MsgHeartbeat)
+	time.Sleep(500 * time.Millisecond) // 100 heartbeat intervals
+	got := net.delivered(from, to, raftpb.MsgHeartbeat) - before
+	cancel()
+	wg.Wait()
+	if got < 10 {
+		t.Fatalf("leader sent %d heartbeats in 500 ms under load, want at least 10 (one per 5 ms tick)", got)
 	}
 }

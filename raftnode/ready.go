@@ -28,8 +28,18 @@ func (n *Node) run() {
 			return
 		}
 		// Handle Readies until raft has nothing more: what callers stepped
-		// in while one was being handled comes out in the next.
+		// in while one was being handled comes out in the next. Under
+		// steady load that can go on for good, so ticks are taken here too:
+		// without them the leader would stop sending heartbeats (which
+		// resume a follower being probed) and checking its quorum.
 		for {
+			select {
+			case <-ticker.C:
+				n.mu.Lock()
+				n.rn.Tick()
+				n.mu.Unlock()
+			default:
+			}
 			n.mu.Lock()
 			if !n.rn.HasReady() {
 				n.mu.Unlock()
