@@ -18,7 +18,10 @@
 //
 // # The Ready loop
 //
-// One goroutine takes raft's Readies. For every Ready it:
+// One goroutine takes raft's Readies and ticks raft every TickInterval; it
+// takes a pending tick before every Ready too, so that Readies handled back
+// to back under steady load do not hold the ticks (heartbeats, the quorum
+// check) back. For every Ready it:
 //
 //  1. publishes the soft state (leader, role) and read states (ReadIndex);
 //  2. queues an [Apply] batch (committed entries, an incoming snapshot) for
