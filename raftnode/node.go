@@ -241,7 +241,6 @@ func (n *Node) propose(ctx context.Context, step func() error) error {
 		if err := n.usable(ctx); err != nil {
 			return err
 		}
-		changed := n.LeaderChanged()
 		n.mu.Lock()
 		err := step()
 		leaderless := errors.Is(err, raft.ErrProposalDropped) && n.rn.BasicStatus().Lead == raft.None
@@ -250,6 +249,9 @@ func (n *Node) propose(ctx context.Context, step func() error) error {
 		if !leaderless {
 			return err
 		}
+		// Taken only now, off the usual path: a leader change between the
+		// drop and here is caught by the retry after a tick.
+		changed := n.LeaderChanged()
 		t := time.NewTimer(n.cfg.TickInterval)
 		select {
 		case <-changed:
@@ -395,7 +397,8 @@ func (n *Node) RaftStatus() raft.Status {
 }
 
 // Stop stops the Ready loop and waits for it. Calls made after it return
-// ErrStopped or do nothing.
+// ErrStopped or do nothing, except ApplyConfChange, which the applier may
+// still call for its last batch.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() { close(n.stopc) })
 	<-n.donec

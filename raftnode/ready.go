@@ -20,9 +20,7 @@ func (n *Node) run() {
 	for {
 		select {
 		case <-ticker.C:
-			n.mu.Lock()
-			n.rn.Tick()
-			n.mu.Unlock()
+			n.tick()
 		case <-n.wake:
 		case <-n.stopc:
 			return
@@ -35,9 +33,7 @@ func (n *Node) run() {
 		for {
 			select {
 			case <-ticker.C:
-				n.mu.Lock()
-				n.rn.Tick()
-				n.mu.Unlock()
+				n.tick()
 			default:
 			}
 			n.mu.Lock()
@@ -67,6 +63,13 @@ func (n *Node) run() {
 			}
 		}
 	}
+}
+
+// tick advances raft's clock by one tick.
+func (n *Node) tick() {
+	n.mu.Lock()
+	n.rn.Tick()
+	n.mu.Unlock()
 }
 
 // handleReady processes one Ready; it returns false if the node must stop.
