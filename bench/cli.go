@@ -116,7 +116,7 @@ func WriteText(w io.Writer, r *Result) {
 	unit := "req/s"
 	if r.Scenario == ScenarioWatch {
 		unit = "events/s"
-		fmt.Fprintf(w, "%s: %d puts, %d of %d events in %.2f s\n", r.Scenario, r.Requests, r.Events, r.ExpectedEvents, r.Seconds)
+		fmt.Fprintf(w, "%s: %d puts, %d of %d events in %d responses, %.2f s\n", r.Scenario, r.Requests, r.Events, r.ExpectedEvents, r.Responses, r.Seconds)
 	} else {
 		fmt.Fprintf(w, "%s: %d requests in %.2f s\n", r.Scenario, r.Requests, r.Seconds)
 	}

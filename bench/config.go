@@ -161,6 +161,9 @@ type Result struct {
 	// Watch only.
 	Events         uint64 `json:"events,omitempty"`
 	ExpectedEvents uint64 `json:"expected_events,omitempty"`
+	// Responses is how many watch responses carried those events: the
+	// server may put several of a watcher's events in one.
+	Responses uint64 `json:"responses,omitempty"`
 	// First few distinct error messages, for diagnosis.
 	ErrorSamples []string `json:"error_samples,omitempty"`
 }

@@ -25,6 +25,7 @@ type watchSink struct {
 type watchState struct {
 	sinks    []*watchSink
 	events   atomic.Uint64
+	resps    atomic.Uint64 // responses that carried events
 	expected atomic.Uint64
 	lastNano atomic.Int64 // arrival time of the latest event
 }
@@ -98,7 +99,7 @@ func runWatch(ctx context.Context, cfg *Config, p *pool) (*Result, error) {
 	events, expected := st.events.Load(), st.expected.Load()
 	res := &Result{
 		Scenario: cfg.Scenario, Requests: puts.Count(), Errors: errs.n.Load(), ErrorSamples: errs.samples,
-		Events: events, ExpectedEvents: expected,
+		Events: events, ExpectedEvents: expected, Responses: st.resps.Load(),
 	}
 	if events < expected {
 		res.Errors += expected - events
@@ -125,6 +126,7 @@ func (st *watchState) receive(ch clientv3.WatchChan, sink *watchSink) {
 		sink.mu.Unlock()
 		if len(resp.Events) > 0 {
 			st.events.Add(uint64(len(resp.Events)))
+			st.resps.Add(1)
 			st.lastNano.Store(now.UnixNano())
 		}
 	}

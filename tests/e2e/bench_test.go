@@ -52,6 +52,9 @@ func TestBenchScenariosAgainstOneMember(t *testing.T) {
 			if r.Scenario == bench.ScenarioWatch && (r.Events != r.ExpectedEvents || r.Events != r.Requests*4) {
 				t.Fatalf("watch: %d events, expected %d (4 watchers per key × %d puts)", r.Events, r.ExpectedEvents, r.Requests)
 			}
+			if r.Scenario == bench.ScenarioWatch && (r.Responses == 0 || r.Responses > r.Events) {
+				t.Fatalf("watch: %d events in %d responses", r.Events, r.Responses)
+			}
 		})
 	}
 }
