@@ -57,6 +57,14 @@ type Config struct {
 	RaftLogger raft.Logger
 	// OnFatal is called when persisting fails; the node stops. Nil panics.
 	OnFatal func(error)
+	// ApplyInline, if set, is offered a batch on the Ready loop instead of
+	// queueing it for the apply goroutine, when that saves the hand-off
+	// there and back without holding anything up: the batch's entries are
+	// already durable, it holds no snapshot or configuration change, its
+	// Ready writes no new entries, and every batch queued before it was
+	// applied (its Applied closed). It reports whether it applied the batch
+	// and closed Applied; false queues the batch as usual.
+	ApplyInline func(*Apply) bool
 }
 
 // Apply is one batch of work for the apply goroutine, in log order.
@@ -98,7 +106,10 @@ type Node struct {
 	lead atomic.Uint64
 	term atomic.Uint64
 
-	applyc     chan *Apply
+	applyc chan *Apply
+	// lastQueued is the Applied channel of the batch last queued on applyc;
+	// only the Ready loop uses it.
+	lastQueued chan struct{}
 	readStates chan raft.ReadState
 
 	// leaderMu guards leaderCh.

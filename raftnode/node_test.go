@@ -112,6 +112,9 @@ type testMember struct {
 	mu      sync.Mutex
 	applied []string
 	fatal   chan error
+	// offers counts ApplyInline's calls, inlined the batches it applied
+	// (it takes every other offer), when startClusterOpts set it up.
+	offers, inlined atomic.Int64
 }
 
 func (tm *testMember) appliedData() []string {
@@ -125,23 +128,42 @@ func (tm *testMember) appliedData() []string {
 func (tm *testMember) applyLoop() {
 	for ap := range tm.node.Apply() {
 		<-ap.Persisted // as the server's applier: nothing is applied before it is durable
-		for _, e := range ap.Entries {
-			switch e.GetType() {
-			case raftpb.EntryNormal:
-				if len(e.GetData()) > 0 {
-					tm.mu.Lock()
-					tm.applied = append(tm.applied, string(e.GetData()))
-					tm.mu.Unlock()
-				}
-			case raftpb.EntryConfChange:
-				var cc raftpb.ConfChange
-				if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
-					tm.node.ApplyConfChange(&cc)
-				}
+		tm.apply(ap)
+	}
+}
+
+// applyInline is Config.ApplyInline: it applies every other batch offered.
+func (tm *testMember) applyInline(ap *Apply) bool {
+	if tm.offers.Add(1)%2 == 0 {
+		return false
+	}
+	select {
+	case <-ap.Persisted:
+	default:
+		panic("ApplyInline was offered a batch that is not durable yet")
+	}
+	tm.apply(ap)
+	tm.inlined.Add(1)
+	return true
+}
+
+func (tm *testMember) apply(ap *Apply) {
+	for _, e := range ap.Entries {
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			if len(e.GetData()) > 0 {
+				tm.mu.Lock()
+				tm.applied = append(tm.applied, string(e.GetData()))
+				tm.mu.Unlock()
+			}
+		case raftpb.EntryConfChange:
+			var cc raftpb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
+				tm.node.ApplyConfChange(&cc)
 			}
 		}
-		close(ap.Applied)
 	}
+	close(ap.Applied)
 }
 
 func startCluster(t *testing.T, n int) (*memNet, []*testMember) {
@@ -152,6 +174,13 @@ func startCluster(t *testing.T, n int) (*memNet, []*testMember) {
 // startClusterTicks starts n members with an election timeout of
 // electionTicks ticks of 5 ms.
 func startClusterTicks(t *testing.T, n, electionTicks int) (*memNet, []*testMember) {
+	t.Helper()
+	return startClusterOpts(t, n, electionTicks, false)
+}
+
+// startClusterOpts is startClusterTicks, with every member's Config.ApplyInline
+// set to testMember.applyInline if inline.
+func startClusterOpts(t *testing.T, n, electionTicks int, inline bool) (*memNet, []*testMember) {
 	t.Helper()
 	net := &memNet{nodes: map[uint64]*Node{}, down: map[uint64]bool{}, sent: map[[3]uint64]int{}}
 	var peers []raft.Peer
@@ -164,13 +193,17 @@ func startClusterTicks(t *testing.T, n, electionTicks int) (*memNet, []*testMemb
 	for i := range members {
 		id := uint64(i + 1)
 		tm := &testMember{wal: &memWAL{}, fatal: make(chan error, 1)}
-		node, err := Start(Config{
+		cfg := Config{
 			ID: id, ElectionTicks: electionTicks, HeartbeatTicks: 1, TickInterval: 5 * time.Millisecond,
 			Storage: raft.NewMemoryStorage(), WAL: tm.wal,
 			Transport: &memTransport{net: net, from: id},
 			Peers:     peers,
 			OnFatal:   func(err error) { tm.fatal <- err },
-		})
+		}
+		if inline {
+			cfg.ApplyInline = tm.applyInline
+		}
+		node, err := Start(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -641,4 +674,58 @@ func TestLeaderKeepsTickingUnderSteadyLoad(t *testing.T) {
 	if got < 10 {
 		t.Fatalf("leader sent %d heartbeats in 500 ms under load, want at least 10 (one per 5 ms tick)", got)
 	}
+}
+
+// TestApplyInlineKeepsLogOrder has the Ready loop apply every other batch it
+// may (Config.ApplyInline) while the applier takes the rest, under
+// sequential and concurrent proposals: every member must still apply every
+// entry once, in log order.
+func TestApplyInlineKeepsLogOrder(t *testing.T) {
+	_, members := startClusterOpts(t, 3, 10, true)
+	leader := waitLeader(t, members)
+	const total = 200
+	propose := func(i int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := leader.node.Propose(ctx, []byte(fmt.Sprintf("e%03d", i))); err != nil {
+			t.Errorf("propose %d: %v", i, err)
+		}
+	}
+	// One at a time, each applied before the next: the batches the inline
+	// path is for.
+	for i := 0; i < total/2; i++ {
+		propose(i)
+		waitFor(t, "entry applied", func() bool { return len(leader.appliedData()) > i })
+	}
+	// Then many at once, so that batches queue for the applier between
+	// inline ones.
+	var wg sync.WaitGroup
+	for i := total / 2; i < total; i++ {
+		wg.Go(func() { propose(i) })
+	}
+	wg.Wait()
+	for _, m := range members {
+		waitFor(t, "all entries applied", func() bool { return len(m.appliedData()) >= total })
+		got := m.appliedData()
+		if len(got) != total {
+			t.Fatalf("member %d applied %d entries, want %d", m.node.cfg.ID, len(got), total)
+		}
+		seen := map[string]bool{}
+		for i, d := range got {
+			if seen[d] {
+				t.Fatalf("member %d applied %q twice", m.node.cfg.ID, d)
+			}
+			seen[d] = true
+			if i < total/2 && d != fmt.Sprintf("e%03d", i) {
+				t.Fatalf("member %d entry %d = %q, want e%03d", m.node.cfg.ID, i, d, i)
+			}
+		}
+		if !slices.Equal(got, members[0].appliedData()) {
+			t.Fatalf("member %d applied another order than member 1", m.node.cfg.ID)
+		}
+	}
+	if leader.inlined.Load() == 0 || leader.offers.Load() < 2 {
+		t.Fatalf("leader: %d batches offered inline, %d applied inline: the inline path was not exercised", leader.offers.Load(), leader.inlined.Load())
+	}
+	t.Logf("leader: %d offers, %d applied inline", leader.offers.Load(), leader.inlined.Load())
 }

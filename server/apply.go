@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
@@ -45,20 +46,54 @@ type pendingResult struct {
 func (s *Server) applyLoop() {
 	defer s.wg.Done()
 	for ap := range s.node.Apply() {
-		if err := s.applyBatch(ap); err != nil {
-			close(ap.Applied)
-			s.fail(err)
-			return
+		s.applyMu.Lock()
+		err := s.applyOne(ap)
+		if err == nil {
+			err = s.maybeSnapshot()
 		}
-		close(ap.Applied)
-		if n := len(ap.Entries); n > 0 {
-			s.handled.Store(ap.Entries[n-1].GetIndex())
-		}
-		if err := s.maybeSnapshot(); err != nil {
+		s.applyMu.Unlock()
+		if err != nil {
 			s.fail(err)
 			return
 		}
 	}
+}
+
+// applyOne applies ap and records it as handled.
+func (s *Server) applyOne(ap *raftnode.Apply) error {
+	err := s.applyBatch(ap)
+	close(ap.Applied)
+	if err != nil {
+		return err
+	}
+	if n := len(ap.Entries); n > 0 {
+		s.handled.Store(ap.Entries[n-1].GetIndex())
+	}
+	return nil
+}
+
+// applyInline applies ap on raft's Ready loop (raftnode.Config.ApplyInline,
+// which offers a batch only once every earlier one was applied) unless the
+// apply goroutine is still busy after its last batch or a snapshot is due:
+// taking one could hold the Ready loop up for long. It saves the hand-off
+// to the apply goroutine on the path of a write that has the member to
+// itself.
+func (s *Server) applyInline(ap *raftnode.Apply) bool {
+	if s.fatalErr.Load() != nil || !s.applyMu.TryLock() {
+		return false
+	}
+	if s.snapshotDue() {
+		s.applyMu.Unlock()
+		return false
+	}
+	err := s.applyOne(ap)
+	s.applyMu.Unlock()
+	if err != nil {
+		s.fail(err)
+	}
+	// Let the proposers just answered run before the rest of the Ready.
+	runtime.Gosched()
+	return true
 }
 
 // applyBatch applies one Ready's worth of committed entries (and first an
@@ -310,14 +345,19 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) error {
 	return s.snapDir.RemoveStagedThrough(at)
 }
 
+// snapshotDue reports whether maybeSnapshot would take a snapshot now.
+func (s *Server) snapshotDue() bool {
+	return s.applied.Load()-s.snapshotIndex >= s.cfg.SnapshotCount || s.logBytes >= maxLogBytes
+}
+
 // maybeSnapshot takes a snapshot once SnapshotCount entries (or maxLogBytes
 // of entries) were applied since the last one: state made durable, marker
 // written, raft log and WAL trimmed.
 func (s *Server) maybeSnapshot() error {
-	applied := s.applied.Load()
-	if applied-s.snapshotIndex < s.cfg.SnapshotCount && s.logBytes < maxLogBytes {
+	if !s.snapshotDue() {
 		return nil
 	}
+	applied := s.applied.Load()
 	since := max(applied-s.snapshotIndex, 1)
 	be, _ := s.store()
 	durable, err := be.Sync()

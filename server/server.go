@@ -73,7 +73,10 @@ type Server struct {
 	applied atomic.Uint64
 	// handled is the index of the last entry the apply loop went through,
 	// applying it or (at or below the store's index) replaying it.
-	handled   atomic.Uint64
+	handled atomic.Uint64
+	// applyMu is held by whoever applies a batch: the apply goroutine, or
+	// raft's Ready loop applying one inline (applyInline).
+	applyMu   sync.Mutex
 	appliedMu sync.Mutex
 	appliedCh chan struct{} // closed and replaced whenever applied advances; guarded by appliedMu
 

@@ -69,9 +69,10 @@ func (s *Server) Start(api ClientAPI) error {
 		ID: s.id, ElectionTicks: s.cfg.ElectionTicks(), HeartbeatTicks: 1, TickInterval: s.cfg.HeartbeatInterval,
 		Storage: s.raftStorage, WAL: walAdapter{w: s.wal, observeSync: s.metrics.observeWALSync}, Transport: s.tr,
 		SnapshotSource: s.openSnapshot, Peers: s.peers,
-		Logger:     s.log.With("component", "raft"),
-		RaftLogger: logutil.RaftLogger(s.log.With("component", "raft")),
-		OnFatal:    s.fail,
+		Logger:      s.log.With("component", "raft"),
+		RaftLogger:  logutil.RaftLogger(s.log.With("component", "raft")),
+		OnFatal:     s.fail,
+		ApplyInline: s.applyInline,
 	})
 	if err != nil {
 		s.tr.Stop()
