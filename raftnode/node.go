@@ -12,6 +12,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 )
 
 // ErrStopped is returned by calls made after [Node.Stop].
@@ -323,6 +324,41 @@ func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
 		return ErrStopped
 	}
 	return nil
+}
+
+// LocalReadIndex returns a read index without a round through raft when
+// raft would answer a ReadIndex request at once with the same index: this
+// node leads and is the configuration's only voter. It reports false
+// otherwise, and also while the leader has no entry of its own term
+// committed: a new leader's commit index may trail entries that were
+// committed, and acknowledged, before it was elected, which raft's
+// one-voter answer does not wait for.
+func (n *Node) LocalReadIndex() (uint64, bool) {
+	select {
+	case <-n.stopc:
+		return 0, false
+	default:
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := n.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || st.ID != n.cfg.ID {
+		return 0, false
+	}
+	voters, self := 0, false
+	n.rn.WithProgress(func(id uint64, typ raft.ProgressType, _ tracker.Progress) {
+		if typ == raft.ProgressTypePeer {
+			voters++
+			self = self || id == n.cfg.ID
+		}
+	})
+	if voters != 1 || !self {
+		return 0, false
+	}
+	if t, err := n.cfg.Storage.Term(st.GetCommit()); err != nil || t != st.GetTerm() {
+		return 0, false
+	}
+	return st.GetCommit(), true
 }
 
 // Step hands a message received from a peer to raft. Like raft.Node's Step,

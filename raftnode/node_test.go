@@ -729,3 +729,48 @@ func TestApplyInlineKeepsLogOrder(t *testing.T) {
 	}
 	t.Logf("leader: %d offers, %d applied inline", leader.offers.Load(), leader.inlined.Load())
 }
+
+// TestLocalReadIndexOnlyForALoneVoterWithItsTermCommitted checks when raft's
+// ReadIndex round may be skipped: on a one-voter leader once an entry of its
+// term is committed, never before, never with other voters.
+func TestLocalReadIndexOnlyForALoneVoterWithItsTermCommitted(t *testing.T) {
+	gate := make(chan struct{})
+	tm := &testMember{wal: &memWAL{gate: gate}, fatal: make(chan error, 1)}
+	node, err := Start(Config{
+		ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, TickInterval: 5 * time.Millisecond,
+		Storage: raft.NewMemoryStorage(), WAL: tm.wal,
+		Transport: &memTransport{net: &memNet{nodes: map[uint64]*Node{}, down: map[uint64]bool{}, sent: map[[3]uint64]int{}}, from: 1},
+		Peers:     []raft.Peer{{ID: 1}},
+		OnFatal:   func(err error) { tm.fatal <- err },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.node = node
+	go tm.applyLoop()
+	defer node.Stop()
+	defer close(gate)
+	gate <- struct{}{} // the bootstrap entries; the new leader's first entry waits
+	waitFor(t, "a leader whose first entry is being saved", func() bool { return node.Status().IsLeader && tm.wal.held.Load() == 2 })
+	if idx, ok := node.LocalReadIndex(); ok {
+		t.Fatalf("LocalReadIndex = %d before the leader committed an entry of its term", idx)
+	}
+	gate <- struct{}{}
+	waitFor(t, "the leader's entry committed", func() bool { _, ok := node.LocalReadIndex(); return ok })
+	idx, _ := node.LocalReadIndex()
+	if st := node.Status(); idx != st.Commit || idx < 2 {
+		t.Fatalf("LocalReadIndex = %d, commit %d: want the commit index, past the bootstrap entry", idx, st.Commit)
+	}
+
+	_, members := startCluster(t, 3)
+	waitLeader(t, members)
+	for _, m := range members {
+		if idx, ok := m.node.LocalReadIndex(); ok {
+			t.Fatalf("member %d of three: LocalReadIndex = %d, want a ReadIndex round", m.node.cfg.ID, idx)
+		}
+	}
+	node.Stop()
+	if _, ok := node.LocalReadIndex(); ok {
+		t.Fatal("LocalReadIndex answered after Stop")
+	}
+}

@@ -165,6 +165,11 @@ func (n *notifier) notify(err error) {
 // LinearizableReadNotify returns once this member has applied everything
 // committed before the call: a read of the local store is then linearizable.
 func (s *Server) LinearizableReadNotify(ctx context.Context) error {
+	if idx, ok := s.node.LocalReadIndex(); ok {
+		// The only voter, leading: its commit index is the read index,
+		// with no ReadIndex round to share.
+		return s.waitApplied(ctx, idx)
+	}
 	s.readMu.Lock()
 	nr := s.readNotifier
 	s.readMu.Unlock()
