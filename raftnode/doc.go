@@ -28,7 +28,12 @@
 //     the apply goroutine, which runs concurrently with the rest of the loop;
 //     if earlier Readies already made every committed entry durable (always
 //     on the leader), the batch's Persisted channel is closed at once, so
-//     applying does not wait for this Ready's fsync of newer entries;
+//     applying does not wait for this Ready's fsync of newer entries. When
+//     the batch's entries are durable, it holds no snapshot or
+//     configuration change, the Ready writes no new entries and every
+//     batch queued before was applied, the loop first offers it to
+//     [Config.ApplyInline], which may apply it on the loop itself: a lone
+//     client's write then skips the hand-off to the apply goroutine;
 //  3. if this member leads, sends the outgoing messages now, before its own
 //     fsync (Raft thesis 10.2.1: the leader's own log write counts toward the
 //     quorum only once it is durable, so sending early is safe); a follower
@@ -51,6 +56,14 @@
 // merges each run of appends that continue one another into one message
 // (coalesceAppends), so a follower gets, steps and acknowledges one message
 // per Ready instead of one per proposal.
+//
+// # Reads
+//
+// A linearizable read asks raft for a read index (ReadIndex; the answer
+// comes out of a Ready on [Node.ReadStates]). A leader that is the
+// configuration's only voter would answer with its commit index at once;
+// [Node.LocalReadIndex] returns that index without the round through the
+// Ready loop, once the leader has an entry of its own term committed.
 //
 // # Proposals on a follower
 //
