@@ -36,9 +36,12 @@
 //
 // # Apply
 //
-// One goroutine applies committed entries in order (see apply.go): all
-// entries of one Ready go into one backend batch with the last index, which
-// is committed only after that Ready is durable in the WAL. Proposers wait in
+// Committed entries are applied in order (see apply.go), by the apply
+// goroutine or, when it is idle and raftnode offers a batch whose entries
+// are already durable (raftnode.Config.ApplyInline), by raft's Ready loop
+// itself; applyMu makes the two take turns. All entries of one Ready go into
+// one backend batch with the last index, which is committed only after that
+// Ready is durable in the WAL. Proposers wait in
 // a registry keyed by request ID. Entries at or below the store's applied
 // index are skipped (their effect is already in the store), except that
 // configuration changes are always handed to raft, with the outcome recorded
@@ -58,5 +61,7 @@
 //
 // Linearizable reads go through ReadIndex: concurrent reads share one
 // ReadIndex round, then wait until the applied index reaches the read index.
+// On a leader that is the only voter, a read takes the commit index as its
+// read index without a round (raftnode.Node.LocalReadIndex).
 // Serializable reads go straight to the local store.
 package server
