@@ -66,6 +66,13 @@ type Config struct {
 	// applied (its Applied closed). It reports whether it applied the batch
 	// and closed Applied; false queues the batch as usual.
 	ApplyInline func(*Apply) bool
+	// Dropped is called on the Ready loop for a proposal that Propose
+	// queued (this node led at the time) and raft then refused with err
+	// while it knew a leader: a leadership transfer in progress, or this
+	// node removed. The proposer's call has returned by then, so this is
+	// how it learns of it. Nil ignores such drops; the proposer waits for
+	// its context.
+	Dropped func(data []byte, err error)
 }
 
 // Apply is one batch of work for the apply goroutine, in log order.
@@ -103,6 +110,16 @@ type Node struct {
 	rn *raft.RawNode
 	// wake (capacity 1) tells the Ready loop that raft may have a Ready.
 	wake chan struct{}
+
+	// propMu guards props, the proposals queued on the leader (its own and
+	// those its followers forward) for the Ready loop, which steps them all
+	// into raft as one MsgProp: one append, one self-acknowledgment and one
+	// round of append messages for all of them, rather than one per
+	// proposal.
+	propMu sync.Mutex
+	props  []queuedProp
+	// spare is the slice props last held, for reuse (the Ready loop's).
+	spare []queuedProp
 
 	lead atomic.Uint64
 	term atomic.Uint64
@@ -217,8 +234,31 @@ func (n *Node) Done() <-chan struct{} { return n.donec }
 // which waits for the fsync in progress. Like any forwarded proposal, one
 // that reaches a member no longer leading is forwarded on or dropped there,
 // and its proposer waits for its context.
+//
+// The leader queues the proposal for its Ready loop, which steps every
+// queued proposal into raft at once before it takes the next Ready (the
+// entries would wait for that Ready anyway). Should raft refuse them while
+// it knows a leader, Config.Dropped reports each; while it knows none they
+// stay queued until it does or their context ends. As on a follower, a
+// proposal is made once Propose returned nil, whatever its context does
+// afterwards (short of leaving it waiting for a leader).
+//
+// A member that knows no leader steps the proposal itself and waits for a
+// leader, returning the context's error if none comes.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
-	if lead := n.lead.Load(); lead != 0 && lead != n.cfg.ID {
+	switch lead := n.lead.Load(); lead {
+	case 0:
+		return n.propose(ctx, func() error { return n.rn.Propose(data) })
+	case n.cfg.ID:
+		if err := n.usable(ctx); err != nil {
+			return err
+		}
+		n.propMu.Lock()
+		n.props = append(n.props, queuedProp{ctx: ctx, ent: &raftpb.Entry{Data: data}})
+		n.propMu.Unlock()
+		n.signal()
+		return nil
+	default:
 		if err := n.usable(ctx); err != nil {
 			return err
 		}
@@ -228,7 +268,66 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 		}})
 		return nil
 	}
-	return n.propose(ctx, func() error { return n.rn.Propose(data) })
+}
+
+// queuedProp is a proposal waiting for the Ready loop's raft step: a local
+// one, or an entry of a proposal a follower forwarded (remote).
+type queuedProp struct {
+	ctx    context.Context
+	ent    *raftpb.Entry
+	remote bool
+}
+
+// stepQueuedLocked steps the queued proposals into raft as one MsgProp.
+// mu is held. Raft refusing them for want of a leader puts the local ones
+// whose proposers still wait back in front of the queue, to be stepped once
+// raft knows one (forwarded ones are dropped, as raft drops them); refused
+// otherwise, they are returned with the error for Config.Dropped, which the
+// caller calls without mu.
+func (n *Node) stepQueuedLocked() ([]queuedProp, error) {
+	n.propMu.Lock()
+	ps := n.props
+	if len(ps) == 0 {
+		n.propMu.Unlock()
+		return nil, nil
+	}
+	n.props, n.spare = n.spare[:0], nil
+	n.propMu.Unlock()
+	ents := make([]*raftpb.Entry, len(ps))
+	for i, p := range ps {
+		ents[i] = p.ent
+	}
+	err := n.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(n.cfg.ID), Entries: ents})
+	switch {
+	case err == nil:
+		clear(ps)
+		n.spare = ps
+		return nil, nil
+	case errors.Is(err, raft.ErrProposalDropped) && n.rn.BasicStatus().Lead == raft.None:
+		live := ps[:0]
+		for _, p := range ps {
+			if !p.remote && p.ctx.Err() == nil {
+				live = append(live, p)
+			}
+		}
+		n.propMu.Lock()
+		n.props = append(live, n.props...)
+		n.propMu.Unlock()
+		return nil, nil
+	default:
+		return ps, err
+	}
+}
+
+// reportDropped hands proposals raft refused to Config.Dropped.
+func (n *Node) reportDropped(ps []queuedProp, err error) {
+	if n.cfg.Dropped != nil {
+		for _, p := range ps {
+			if !p.remote {
+				n.cfg.Dropped(p.ent.GetData(), err)
+			}
+		}
+	}
 }
 
 // usable returns ctx's error, or ErrStopped once the node is stopped.
@@ -365,9 +464,24 @@ func (n *Node) LocalReadIndex() (uint64, bool) {
 // it drops without an error what raft would not take from the network: local
 // message types, responses from members not in the configuration, and
 // forwarded proposals raft drops (no leader known; the proposer times out).
+// On the leader a forwarded proposal joins the queue of local ones (see
+// Propose), its entries as they came (a configuration change stays one).
 func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if m.GetType() == raftpb.MsgProp && len(m.GetEntries()) > 0 && n.lead.Load() == n.cfg.ID {
+		// A follower's proposal joins the local ones in the queue.
+		if err := n.usable(ctx); err != nil {
+			return err
+		}
+		n.propMu.Lock()
+		for _, e := range m.GetEntries() {
+			n.props = append(n.props, queuedProp{ctx: context.Background(), ent: e, remote: true})
+		}
+		n.propMu.Unlock()
+		n.signal()
+		return nil
 	}
 	var err error
 	if !n.step(func(rn *raft.RawNode) { err = rn.Step(m) }) {

@@ -115,6 +115,13 @@ type testMember struct {
 	// offers counts ApplyInline's calls, inlined the batches it applied
 	// (it takes every other offer), when startClusterOpts set it up.
 	offers, inlined atomic.Int64
+	// dropped receives what Config.Dropped reports: data and error.
+	dropped chan droppedProp
+}
+
+type droppedProp struct {
+	data string
+	err  error
 }
 
 func (tm *testMember) appliedData() []string {
@@ -192,13 +199,14 @@ func startClusterOpts(t *testing.T, n, electionTicks int, inline bool) (*memNet,
 	defer net.mu.Unlock()
 	for i := range members {
 		id := uint64(i + 1)
-		tm := &testMember{wal: &memWAL{}, fatal: make(chan error, 1)}
+		tm := &testMember{wal: &memWAL{}, fatal: make(chan error, 1), dropped: make(chan droppedProp, 64)}
 		cfg := Config{
 			ID: id, ElectionTicks: electionTicks, HeartbeatTicks: 1, TickInterval: 5 * time.Millisecond,
 			Storage: raft.NewMemoryStorage(), WAL: tm.wal,
 			Transport: &memTransport{net: net, from: id},
 			Peers:     peers,
 			OnFatal:   func(err error) { tm.fatal <- err },
+			Dropped:   func(data []byte, err error) { tm.dropped <- droppedProp{string(data), err} },
 		}
 		if inline {
 			cfg.ApplyInline = tm.applyInline
@@ -772,5 +780,196 @@ func TestLocalReadIndexOnlyForALoneVoterWithItsTermCommitted(t *testing.T) {
 	node.Stop()
 	if _, ok := node.LocalReadIndex(); ok {
 		t.Fatal("LocalReadIndex answered after Stop")
+	}
+}
+
+// waitLeads waits until the Ready loop of the leader m has taken note that it
+// leads, so that Propose queues rather than steps.
+func waitLeads(t *testing.T, m *testMember) {
+	t.Helper()
+	waitFor(t, "the leader's Ready loop to know it leads", func() bool { return m.node.lead.Load() == m.node.cfg.ID })
+}
+
+// The leader's proposals wait in a queue for the Ready loop, which steps
+// them into raft together: they are committed in the order they were
+// queued, also one whose context ended after Propose returned, as raft's
+// own Propose would have it.
+func TestLeaderStepsQueuedProposalsTogether(t *testing.T) {
+	_, members := startCluster(t, 3)
+	leader := waitLeader(t, members)
+	waitLeads(t, leader)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ended, end := context.WithCancel(ctx)
+	// Holding raft's mutex keeps the Ready loop from stepping the queue.
+	leader.node.mu.Lock()
+	var want []string
+	for i := range 5 {
+		pctx := ctx
+		if i == 2 {
+			pctx = ended
+		}
+		data := fmt.Sprintf("q%d", i)
+		if err := leader.node.Propose(pctx, []byte(data)); err != nil {
+			leader.node.mu.Unlock()
+			t.Fatalf("propose %s: %v", data, err)
+		}
+		want = append(want, data)
+	}
+	leader.node.propMu.Lock()
+	queued := len(leader.node.props)
+	leader.node.propMu.Unlock()
+	end()
+	leader.node.mu.Unlock()
+	if queued != 5 {
+		t.Fatalf("%d proposals queued while the Ready loop was held, want 5", queued)
+	}
+	for _, m := range members {
+		waitFor(t, "the queued proposals applied on every member", func() bool { return len(m.appliedData()) >= len(want) })
+		if got := m.appliedData(); !slices.Equal(got, want) {
+			t.Fatalf("member %d applied %q, want %q", m.node.cfg.ID, got, want)
+		}
+	}
+	select {
+	case d := <-leader.dropped:
+		t.Fatalf("Dropped(%q, %v) for a proposal raft took", d.data, d.err)
+	default:
+	}
+}
+
+// A queued proposal that raft refuses while it knows a leader (here: a
+// leadership transfer is under way) is reported through Config.Dropped,
+// since Propose has already returned, and is not applied.
+func TestRefusedQueuedProposalIsReported(t *testing.T) {
+	net, members := startClusterTicks(t, 3, 100) // a transfer stays pending for 500 ms
+	leader := waitLeader(t, members)
+	waitLeads(t, leader)
+	f := followerOf(members, leader)
+	// With the transferee cut off, the transfer can only wait.
+	net.mu.Lock()
+	net.down[f.node.cfg.ID] = true
+	net.mu.Unlock()
+	leader.node.TransferLeadership(context.Background(), f.node.cfg.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leader.node.Propose(ctx, []byte("refused")); err != nil {
+		t.Fatalf("propose: %v", err)
+	}
+	select {
+	case d := <-leader.dropped:
+		if d.data != "refused" || !errors.Is(d.err, raft.ErrProposalDropped) {
+			t.Fatalf("Dropped(%q, %v), want (\"refused\", %v)", d.data, d.err, raft.ErrProposalDropped)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no Dropped report for a proposal raft refused during a leadership transfer")
+	}
+	if slices.Contains(leader.appliedData(), "refused") {
+		t.Fatal("a refused proposal was applied")
+	}
+}
+
+// Queued proposals that raft refuses for want of a leader (here the leader
+// stepped down before its Ready loop took them) wait in the queue until a
+// leader is known, then go to it; one whose context ended meanwhile is left
+// out.
+func TestQueuedProposalsWaitForALeader(t *testing.T) {
+	net, members := startCluster(t, 3)
+	old := waitLeader(t, members)
+	waitLeads(t, old)
+	id := old.node.cfg.ID
+	net.mu.Lock()
+	net.down[id] = true
+	net.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ended, end := context.WithCancel(ctx)
+	// Holding raft's mutex keeps the Ready loop from stepping the queue
+	// while raft, cut off from the others, is ticked until it steps down.
+	old.node.mu.Lock()
+	for i, data := range []string{"w1", "w2", "w3"} {
+		pctx := ctx
+		if i == 1 {
+			pctx = ended
+		}
+		if err := old.node.Propose(pctx, []byte(data)); err != nil {
+			old.node.mu.Unlock()
+			t.Fatalf("propose %s: %v", data, err)
+		}
+	}
+	for i := 0; old.node.rn.BasicStatus().Lead != raft.None; i++ {
+		if i == 10000 {
+			old.node.mu.Unlock()
+			t.Fatal("the cut-off leader did not step down")
+		}
+		old.node.rn.Tick()
+	}
+	end()
+	old.node.mu.Unlock()
+	waitFor(t, "the Ready loop to put back the two live proposals", func() bool {
+		old.node.propMu.Lock()
+		defer old.node.propMu.Unlock()
+		return len(old.node.props) == 2
+	})
+	net.mu.Lock()
+	net.down[id] = false
+	net.mu.Unlock()
+	for _, m := range members {
+		waitFor(t, "the waiting proposals applied on every member", func() bool { return len(m.appliedData()) >= 2 })
+		if got, want := m.appliedData(), []string{"w1", "w3"}; !slices.Equal(got, want) {
+			t.Fatalf("member %d applied %q, want %q", m.node.cfg.ID, got, want)
+		}
+	}
+	select {
+	case d := <-old.dropped:
+		t.Fatalf("Dropped(%q, %v) for a proposal that was waiting for a leader", d.data, d.err)
+	default:
+	}
+}
+
+// On the leader a follower's forwarded proposals join the queue, entries as
+// they came: a forwarded configuration change is applied as one.
+func TestForwardedProposalsJoinTheLeadersQueue(t *testing.T) {
+	_, members := startCluster(t, 3)
+	leader := waitLeader(t, members)
+	waitLeads(t, leader)
+	f := followerOf(members, leader)
+	waitFor(t, "the follower to know the leader", func() bool { return f.node.Leader() == leader.node.cfg.ID })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	leader.node.mu.Lock()
+	if err := f.node.Propose(ctx, []byte("f1")); err != nil {
+		leader.node.mu.Unlock()
+		t.Fatalf("follower propose: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		leader.node.propMu.Lock()
+		n := len(leader.node.props)
+		leader.node.propMu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			leader.node.mu.Unlock()
+			t.Fatalf("the forwarded proposal did not reach the leader's queue (%d queued)", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	leader.node.mu.Unlock()
+	for _, m := range members {
+		waitFor(t, "the forwarded proposal applied", func() bool { return slices.Contains(m.appliedData(), "f1") })
+	}
+
+	// A configuration change proposed on the follower: raft forwards it,
+	// and the leader's queue must keep its entry type.
+	if err := f.node.ProposeConfChange(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(uint64(9))}); err != nil {
+		t.Fatalf("propose conf change: %v", err)
+	}
+	waitFor(t, "the learner added on the leader", func() bool {
+		_, ok := leader.node.RaftStatus().Config.Learners[9]
+		return ok
+	})
+	if got := leader.appliedData(); !slices.Equal(got, []string{"f1"}) {
+		t.Fatalf("leader applied normal entries %q, want only f1 (the conf change must not turn into one)", got)
 	}
 }

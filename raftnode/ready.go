@@ -37,12 +37,15 @@ func (n *Node) run() {
 			default:
 			}
 			n.mu.Lock()
+			dropped, err := n.stepQueuedLocked()
 			if !n.rn.HasReady() {
 				n.mu.Unlock()
+				n.reportDropped(dropped, err)
 				break
 			}
 			rd := n.rn.Ready()
 			n.mu.Unlock()
+			n.reportDropped(dropped, err)
 			if rd.SoftState != nil {
 				n.setLeader(rd.SoftState.Lead)
 				isLeader = rd.SoftState.RaftState == raft.StateLeader

@@ -42,7 +42,9 @@
 // itself; applyMu makes the two take turns. All entries of one Ready go into
 // one backend batch with the last index, which is committed only after that
 // Ready is durable in the WAL. Proposers wait in
-// a registry keyed by request ID. Entries at or below the store's applied
+// a registry keyed by request ID; a proposal raft refuses after
+// raftnode.Node.Propose returned (the leader queues proposals for its Ready
+// loop) reaches its proposer there too, through raftnode.Config.Dropped. Entries at or below the store's applied
 // index are skipped (their effect is already in the store), except that
 // configuration changes are always handed to raft, with the outcome recorded
 // when they were first applied.

@@ -75,6 +75,10 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 	}
 	select {
 	case x := <-ch:
+		if d, ok := x.(proposalRefused); ok {
+			s.metrics.proposalFailed()
+			return nil, s.proposalError(ctx, d.err)
+		}
 		r := x.(apply.Result)
 		return r.Resp, r.Err
 	case <-ctx.Done():
@@ -85,6 +89,19 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 		return nil, ErrStopped
 	}
 }
+
+// proposalDropped is raftnode's report of a queued proposal that raft
+// refused after Node.Propose returned: its proposer, waiting for the result,
+// gets the refusal instead.
+func (s *Server) proposalDropped(data []byte, err error) {
+	if id, ok := apply.PeekID(data); ok {
+		s.waits.Trigger(id, proposalRefused{err})
+	}
+}
+
+// proposalRefused is what a proposer waiting for its result gets instead
+// when raft refused the proposal.
+type proposalRefused struct{ err error }
 
 // Put stores a key.
 func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {

@@ -73,6 +73,7 @@ func (s *Server) Start(api ClientAPI) error {
 		RaftLogger:  logutil.RaftLogger(s.log.With("component", "raft")),
 		OnFatal:     s.fail,
 		ApplyInline: s.applyInline,
+		Dropped:     s.proposalDropped,
 	})
 	if err != nil {
 		s.tr.Stop()
