@@ -413,6 +413,12 @@ func TestLeaderAppliesWhileNextFsyncHangs(t *testing.T) {
 	leader := waitLeader(t, members)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// First e0, so that the new leader's own entry is written and applied:
+	// its Save must not be the one held below.
+	if err := leader.node.Propose(ctx, []byte("e0")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "leader applies e0", func() bool { return slices.Contains(leader.appliedData(), "e0") })
 	gate := holdSaves(t, leader)
 	// The leader's loop stops in the Save of e1; the followers store e1,
 	// so e1 commits; e2 waits in the leader's raft.
