@@ -124,3 +124,21 @@ func TestBinary(t *testing.T) {
 		}
 	})
 }
+
+// The member runs one processor more than the runtime's default, unless
+// GOMAXPROCS is set (0 leaves the runtime's number as it is).
+func TestProcs(t *testing.T) {
+	for _, c := range []struct {
+		env       string
+		cur, want int
+	}{
+		{"", 2, 3},
+		{"", 1, 2},
+		{"2", 2, 0},
+		{"5", 5, 0},
+	} {
+		if got := procs(c.env, c.cur); got != c.want {
+			t.Errorf("procs(%q, %d) = %d, want %d", c.env, c.cur, got, c.want)
+		}
+	}
+}
