@@ -789,6 +789,28 @@ func TestLocalReadIndexOnlyForALoneVoterWithItsTermCommitted(t *testing.T) {
 	}
 }
 
+// waitAppliedEverywhere waits until every member applied exactly want, in
+// order.
+func waitAppliedEverywhere(t *testing.T, members []*testMember, want []string) {
+	t.Helper()
+	for _, m := range members {
+		waitFor(t, "the proposals applied on every member", func() bool { return len(m.appliedData()) >= len(want) })
+		if got := m.appliedData(); !slices.Equal(got, want) {
+			t.Fatalf("member %d applied %q, want %q", m.node.cfg.ID, got, want)
+		}
+	}
+}
+
+// noneDropped fails if m's Config.Dropped reported a proposal.
+func noneDropped(t *testing.T, m *testMember) {
+	t.Helper()
+	select {
+	case d := <-m.dropped:
+		t.Fatalf("Dropped(%q, %v) for a proposal raft took or kept", d.data, d.err)
+	default:
+	}
+}
+
 // waitLeads waits until the Ready loop of the leader m has taken note that it
 // leads, so that Propose queues rather than steps.
 func waitLeads(t *testing.T, m *testMember) {
@@ -830,17 +852,8 @@ func TestLeaderStepsQueuedProposalsTogether(t *testing.T) {
 	if queued != 5 {
 		t.Fatalf("%d proposals queued while the Ready loop was held, want 5", queued)
 	}
-	for _, m := range members {
-		waitFor(t, "the queued proposals applied on every member", func() bool { return len(m.appliedData()) >= len(want) })
-		if got := m.appliedData(); !slices.Equal(got, want) {
-			t.Fatalf("member %d applied %q, want %q", m.node.cfg.ID, got, want)
-		}
-	}
-	select {
-	case d := <-leader.dropped:
-		t.Fatalf("Dropped(%q, %v) for a proposal raft took", d.data, d.err)
-	default:
-	}
+	waitAppliedEverywhere(t, members, want)
+	noneDropped(t, leader)
 }
 
 // A queued proposal that raft refuses while it knows a leader (here: a
@@ -919,17 +932,8 @@ func TestQueuedProposalsWaitForALeader(t *testing.T) {
 	net.mu.Lock()
 	net.down[id] = false
 	net.mu.Unlock()
-	for _, m := range members {
-		waitFor(t, "the waiting proposals applied on every member", func() bool { return len(m.appliedData()) >= 2 })
-		if got, want := m.appliedData(), []string{"w1", "w3"}; !slices.Equal(got, want) {
-			t.Fatalf("member %d applied %q, want %q", m.node.cfg.ID, got, want)
-		}
-	}
-	select {
-	case d := <-old.dropped:
-		t.Fatalf("Dropped(%q, %v) for a proposal that was waiting for a leader", d.data, d.err)
-	default:
-	}
+	waitAppliedEverywhere(t, members, []string{"w1", "w3"})
+	noneDropped(t, old)
 }
 
 // On the leader a follower's forwarded proposals join the queue, entries as
