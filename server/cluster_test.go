@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
 
 	"github.com/cairn-kv/cairn/server"
 	"github.com/cairn-kv/cairn/server/config"
@@ -540,6 +542,43 @@ func TestMoveLeaderAndStopTransfersLeadership(t *testing.T) {
 	}
 	if !strings.Contains(to.logs.String(), "transferring leadership") {
 		t.Fatal("stopping leader did not transfer leadership")
+	}
+}
+
+// A write the leader takes while it hands leadership over is refused at
+// once with raft's error. The leader queues proposals for its Ready loop,
+// so raft refuses this one only after raftnode's Propose returned; the
+// refusal must still reach the writer (raftnode.Config.Dropped) rather
+// than leave it waiting for its timeout.
+func TestWriteDuringLeadershipTransferIsRefused(t *testing.T) {
+	c := newCluster(t, 3)
+	c.start()
+	leader := c.waitLeader()
+	to := c.follower(leader)
+	toID := to.srv.ID()
+	// With the transferee stopped, raft keeps the transfer pending (and
+	// refuses proposals) for an election timeout, 500 ms.
+	to.srv.Stop()
+	mctx, mcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer mcancel()
+	moved := make(chan error, 1)
+	go func() { moved <- leader.srv.MoveLeader(mctx, toID) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		err := put(context.Background(), leader, fmt.Sprintf("k%d", i), "v")
+		if err != nil {
+			if !errors.Is(err, raft.ErrProposalDropped) {
+				t.Fatalf("write during the transfer: %v, want %v", err, raft.ErrProposalDropped)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no write refused during the transfer (%d writes)", i+1)
+		}
+	}
+	mcancel()
+	if err := <-moved; err == nil {
+		t.Fatal("leadership moved to a stopped member")
 	}
 }
 
