@@ -246,28 +246,33 @@ func (n *Node) Done() <-chan struct{} { return n.donec }
 // A member that knows no leader steps the proposal itself and waits for a
 // leader, returning the context's error if none comes.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
-	switch lead := n.lead.Load(); lead {
-	case 0:
+	lead := n.lead.Load()
+	if lead == 0 {
 		return n.propose(ctx, func() error { return n.rn.Propose(data) })
-	case n.cfg.ID:
-		if err := n.usable(ctx); err != nil {
-			return err
-		}
-		n.propMu.Lock()
-		n.props = append(n.props, queuedProp{ctx: ctx, ent: &raftpb.Entry{Data: data}})
-		n.propMu.Unlock()
-		n.signal()
-		return nil
-	default:
-		if err := n.usable(ctx); err != nil {
-			return err
-		}
-		n.cfg.Transport.Send([]*raftpb.Message{{
-			Type: raftpb.MsgProp.Enum(), From: new(n.cfg.ID), To: new(lead),
-			Entries: []*raftpb.Entry{{Type: raftpb.EntryNormal.Enum(), Data: data}},
-		}})
+	}
+	if err := n.usable(ctx); err != nil {
+		return err
+	}
+	if lead == n.cfg.ID {
+		n.enqueue(ctx, false, &raftpb.Entry{Data: data})
 		return nil
 	}
+	n.cfg.Transport.Send([]*raftpb.Message{{
+		Type: raftpb.MsgProp.Enum(), From: new(n.cfg.ID), To: new(lead),
+		Entries: []*raftpb.Entry{{Type: raftpb.EntryNormal.Enum(), Data: data}},
+	}})
+	return nil
+}
+
+// enqueue queues entries for the Ready loop's next raft step and wakes it;
+// remote marks those of a proposal a follower forwarded.
+func (n *Node) enqueue(ctx context.Context, remote bool, ents ...*raftpb.Entry) {
+	n.propMu.Lock()
+	for _, e := range ents {
+		n.props = append(n.props, queuedProp{ctx: ctx, ent: e, remote: remote})
+	}
+	n.propMu.Unlock()
+	n.signal()
 }
 
 // queuedProp is a proposal waiting for the Ready loop's raft step: a local
@@ -475,12 +480,7 @@ func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
 		if err := n.usable(ctx); err != nil {
 			return err
 		}
-		n.propMu.Lock()
-		for _, e := range m.GetEntries() {
-			n.props = append(n.props, queuedProp{ctx: context.Background(), ent: e, remote: true})
-		}
-		n.propMu.Unlock()
-		n.signal()
+		n.enqueue(context.Background(), true, m.GetEntries()...)
 		return nil
 	}
 	var err error

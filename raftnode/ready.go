@@ -29,7 +29,8 @@ func (n *Node) run() {
 		// in while one was being handled comes out in the next. Under
 		// steady load that can go on for good, so ticks are taken here too:
 		// without them the leader would stop sending heartbeats (which
-		// resume a follower being probed) and checking its quorum.
+		// resume a follower being probed) and checking its quorum. The
+		// leader's queued proposals are stepped before each Ready.
 		for {
 			select {
 			case <-ticker.C:

@@ -266,8 +266,9 @@ const proposalQueueSize = 4096
 // no longer does, but the interface does not promise it); done by the
 // stream's reader, that would stall every later message of the stream,
 // including the new leader's heartbeats that end the leaderless state (bug
-// 1 of ROBUSTNESS.md: a resumed old leader stayed leaderless for good). Proposals that do not fit the bounded queue are dropped, as raft
-// itself drops proposals it cannot take: the proposer's request times out.
+// 1 of ROBUSTNESS.md: a resumed old leader stayed leaderless for good).
+// Proposals that do not fit the bounded queue are dropped, as raft itself
+// drops proposals it cannot take: the proposer's request times out.
 type proposalForwarder struct {
 	log     *slog.Logger
 	queue   chan *raftpb.Message
