@@ -467,15 +467,21 @@ func (n *Node) LocalReadIndex() (uint64, bool) {
 
 // Step hands a message received from a peer to raft. Like raft.Node's Step,
 // it drops without an error what raft would not take from the network: local
-// message types, responses from members not in the configuration, and
-// forwarded proposals raft drops (no leader known; the proposer times out).
+// message types, responses from members not in the configuration, proposals
+// without entries, and forwarded proposals raft drops (no leader known; the
+// proposer times out).
 // On the leader a forwarded proposal joins the queue of local ones (see
 // Propose), its entries as they came (a configuration change stays one).
 func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if m.GetType() == raftpb.MsgProp && len(m.GetEntries()) > 0 && n.lead.Load() == n.cfg.ID {
+	if m.GetType() == raftpb.MsgProp && len(m.GetEntries()) == 0 {
+		// raft's leader panics on an empty proposal (holding n.mu), and
+		// a follower would forward it to the leader: drop it.
+		return nil
+	}
+	if m.GetType() == raftpb.MsgProp && n.lead.Load() == n.cfg.ID {
 		// A follower's proposal joins the local ones in the queue.
 		if err := n.usable(ctx); err != nil {
 			return err

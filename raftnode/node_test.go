@@ -983,3 +983,32 @@ func TestForwardedProposalsJoinTheLeadersQueue(t *testing.T) {
 		t.Fatalf("leader applied normal entries %q, want only f1 (the conf change must not turn into one)", got)
 	}
 }
+
+// A MsgProp without entries from a peer is dropped: raft's leader panics on
+// one (with raft's mutex held, wedging the member), and a follower would
+// forward it to the leader. The member keeps working after it.
+func TestStepDropsAnEmptyProposalFromAPeer(t *testing.T) {
+	_, members := startCluster(t, 3)
+	leader := waitLeader(t, members)
+	waitLeads(t, leader)
+	f := followerOf(members, leader)
+	waitFor(t, "the follower to know the leader", func() bool { return f.node.Leader() == leader.node.cfg.ID })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, m := range []*testMember{leader, f} {
+		from := leader.node.cfg.ID
+		if m == leader {
+			from = f.node.cfg.ID
+		}
+		empty := &raftpb.Message{Type: raftpb.MsgProp.Enum(), From: proto.Uint64(from), To: proto.Uint64(m.node.cfg.ID)}
+		if err := m.node.Step(ctx, empty); err != nil {
+			t.Errorf("Step(empty MsgProp) on %x = %v, want nil", m.node.cfg.ID, err)
+		}
+	}
+	if err := f.node.Propose(ctx, []byte("after")); err != nil {
+		t.Fatalf("propose after the empty proposals: %v", err)
+	}
+	for _, m := range members {
+		waitFor(t, "the proposal after the empty ones applied", func() bool { return slices.Contains(m.appliedData(), "after") })
+	}
+}
