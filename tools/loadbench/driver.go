@@ -70,6 +70,10 @@ type report struct {
 	etcdVersion string   // first line of `etcd --version`
 	rounds      int
 	pairs       [2]map[string]*pairRuns // side by side: every round's runs by scenario id
+	// The same, run with etcd's benchmark tool (--etcd-benchmark); xorder
+	// is empty without it.
+	xorder []scenario
+	xpairs [2]map[string]*pairRuns
 }
 
 // results are one server's measurements.
@@ -111,6 +115,7 @@ type server struct {
 type driver struct {
 	bin, work string // bin: the directory holding cairn and cairn-bench
 	etcd      string // path of the etcd binary; empty: cairn only
+	etcdBench string // path of etcd's benchmark tool; empty: not run
 	rounds    int    // times each scenario runs against each server (side by side)
 	log       *slog.Logger
 	quick     bool
@@ -149,25 +154,41 @@ func (d *driver) bench(ctx context.Context, name string, c *cluster, args []stri
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	rr := runResult{cmd: "cairn-bench " + strings.Join(args, " ")}
-	before, cerr := c.cpu()
-	if cerr != nil {
-		return rr, fmt.Errorf("loadbench: CPU time of %s: %w", name, cerr)
+	runErr, err := measured(c, name, cmd, &rr)
+	if err != nil {
+		return rr, err
 	}
-	err := cmd.Run()
-	after, cerr := c.cpu()
-	if cerr != nil {
-		return rr, fmt.Errorf("loadbench: CPU time of %s: %w", name, cerr)
+	if jerr := json.Unmarshal(out.Bytes(), &rr.res); jerr != nil {
+		return rr, fmt.Errorf("loadbench: %s: %v (%v)\n%s", rr.cmd, jerr, runErr, errb.String())
+	}
+	d.logRun(name, rr)
+	return rr, nil
+}
+
+// measured runs cmd, a load client against cluster c of the server called
+// name, and sets rr's CPU times: the members' during the run and the
+// client's. runErr is cmd's own error; err a failure to read the members'.
+func measured(c *cluster, name string, cmd *exec.Cmd, rr *runResult) (runErr, err error) {
+	before, err := c.cpu()
+	if err != nil {
+		return nil, fmt.Errorf("loadbench: CPU time of %s: %w", name, err)
+	}
+	runErr = cmd.Run()
+	after, err := c.cpu()
+	if err != nil {
+		return runErr, fmt.Errorf("loadbench: CPU time of %s: %w", name, err)
 	}
 	rr.memberCPU = after - before
 	if ps := cmd.ProcessState; ps != nil {
 		rr.clientCPU = ps.UserTime() + ps.SystemTime()
 	}
-	if jerr := json.Unmarshal(out.Bytes(), &rr.res); jerr != nil {
-		return rr, fmt.Errorf("loadbench: %s: %v (%v)\n%s", rr.cmd, jerr, err, errb.String())
-	}
+	return runErr, nil
+}
+
+// logRun logs one run's headline figures.
+func (d *driver) logRun(name string, rr runResult) {
 	d.log.Info("ran", "server", name, "cmd", rr.cmd, "per_second", rr.res.PerSecond, "p50_ms", rr.res.P50Ms, "p99_ms", rr.res.P99Ms, "errors", rr.res.Errors,
 		"member_cpu_us_per_op", perOp(rr.memberCPU, rr.res), "client_cpu_us_per_op", perOp(rr.clientCPU, rr.res))
-	return rr, nil
 }
 
 func (d *driver) all(ctx context.Context) (*report, error) {
@@ -181,12 +202,15 @@ func (d *driver) all(ctx context.Context) (*report, error) {
 		rep.etcdVersion, _, _ = strings.Cut(strings.TrimSpace(string(v)), "\n")
 	}
 	rep.rounds = d.rounds
+	if d.etcd != "" && d.etcdBench != "" {
+		rep.xorder = etcdToolScenarios(d.quick)
+	}
 	for i, size := range []int{1, 3} {
-		pairs, err := d.table(ctx, size, rep.order)
+		pairs, xpairs, err := d.table(ctx, size, rep.order, rep.xorder)
 		if err != nil {
 			return nil, err
 		}
-		rep.pairs[i] = pairs
+		rep.pairs[i], rep.xpairs[i] = pairs, xpairs
 		rep.cairn.runs[i] = map[string]runResult{}
 		if rep.etcd != nil {
 			rep.etcd.runs[i] = map[string]runResult{}
@@ -210,44 +234,51 @@ func (d *driver) all(ctx context.Context) (*report, error) {
 
 // table starts a fresh cluster of size members of every server, all up at
 // once, and runs every scenario against each server back to back (in
-// runOrder), d.rounds times over (once without etcd). It returns the runs
-// by scenario id.
-func (d *driver) table(ctx context.Context, size int, order []scenario) (map[string]*pairRuns, error) {
+// runOrder), d.rounds times over (once without etcd): in each round the
+// cairn-bench scenarios of order, then those of xorder with etcd's
+// benchmark tool. It returns the runs by scenario id, of order and of
+// xorder.
+func (d *driver) table(ctx context.Context, size int, order, xorder []scenario) (pairs, xpairs map[string]*pairRuns, err error) {
 	clusters := map[string]*cluster{}
 	for _, s := range d.servers() {
 		c, err := newCluster(s.name, s.bin, d.work, size)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := c.startAll(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer c.stopAll()
 		clusters[s.name] = c
 	}
 	for _, c := range clusters {
 		if err := c.waitHealthy(ctx, 60*time.Second); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	rounds := 1
 	if d.etcd != "" {
 		rounds = d.rounds
 	}
-	pairs := map[string]*pairRuns{}
+	pairs, xpairs = map[string]*pairRuns{}, map[string]*pairRuns{}
+	type runner func(ctx context.Context, name string, c *cluster, args []string) (runResult, error)
 	for r := range rounds {
-		for i, sc := range order {
-			pr := pairs[sc.id]
+		for i, sc := range append(slices.Clone(order), xorder...) {
+			into, run := pairs, runner(d.bench)
+			if i >= len(order) {
+				into, run = xpairs, d.etcdTool
+			}
+			pr := into[sc.id]
 			if pr == nil {
 				pr = &pairRuns{}
-				pairs[sc.id] = pr
+				into[sc.id] = pr
 			}
 			// Alternate per row and per round.
 			pr.etcdFirst = append(pr.etcdFirst, etcdFirst(i+r))
 			for _, s := range d.runOrder(i + r) {
-				rr, err := d.bench(ctx, s.name, clusters[s.name], sc.args)
+				rr, err := run(ctx, s.name, clusters[s.name], sc.args)
 				if err != nil {
-					return nil, fmt.Errorf("loadbench: %s, %d members: %w", s.name, size, err)
+					return nil, nil, fmt.Errorf("loadbench: %s, %d members: %w", s.name, size, err)
 				}
 				if s.name == etcdName {
 					pr.etcd = append(pr.etcd, rr)
@@ -257,7 +288,7 @@ func (d *driver) table(ctx context.Context, size int, order []scenario) (map[str
 			}
 		}
 	}
-	return pairs, nil
+	return pairs, xpairs, nil
 }
 
 // medianRun is the run with the median throughput (the lower middle one

@@ -36,6 +36,7 @@ func run() int {
 	quick := flag.Bool("quick", false, "tiny runs (checks the driver, figures meaningless)")
 	keys := flag.Int("keys", 1000000, "keys written before the RSS and restart measurements")
 	etcd := flag.String("etcd", "", "etcd server binary to measure beside cairn (empty: cairn only, the issue's etcd figures)")
+	etcdBench := flag.String("etcd-benchmark", "", "with --etcd: etcd's own benchmark tool, to run the put rows with it too against both servers (empty: not run)")
 	rounds := flag.Int("rounds", 1, "with --etcd: run every scenario this many times against each server; cells show the median run, ratios the median of the paired ratios")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -60,6 +61,16 @@ func run() int {
 	if *etcd != "" {
 		if d.etcd, err = filepath.Abs(*etcd); err != nil {
 			log.Error("etcd binary", "err", err)
+			return 1
+		}
+	}
+	if *etcdBench != "" {
+		if *etcd == "" {
+			log.Error("--etcd-benchmark needs --etcd")
+			return 2
+		}
+		if d.etcdBench, err = filepath.Abs(*etcdBench); err != nil {
+			log.Error("etcd benchmark tool", "err", err)
 			return 1
 		}
 	}

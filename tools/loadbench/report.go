@@ -231,6 +231,7 @@ func renderSideBySide(rep *report) string {
 	p("| RSS after a restart | %s | %s | | | | | no higher than after writing |\n", eAfter, cAfter)
 	p("| restart until healthy with %s keys | %s | %s | | | | | ≤ 1 s |\n\n", keys, eRestart, cRestart)
 	cpuTable(p, rep)
+	crossCheck(p, rep)
 	p("The issue's etcd figures (etcd's own benchmark tool, another machine of this kind):\n\n")
 	p("| scenario | etcd 1 member | etcd 3 members |\n|---|---|---|\n")
 	for _, s := range rep.order {
@@ -243,8 +244,11 @@ func renderSideBySide(rep *report) string {
 	p("| members | server | command | requests | errors | per second | p50 | p90 | p99 | p99.9 |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, size := range []int{1, 3} {
 		for r := range rep.rounds {
-			for _, s := range rep.order {
+			for j, s := range append(slices.Clone(rep.order), rep.xorder...) {
 				pr := rep.pairs[i][s.id]
+				if j >= len(rep.order) {
+					pr = rep.xpairs[i][s.id]
+				}
 				if r >= len(pr.etcdFirst) {
 					continue
 				}
@@ -261,8 +265,41 @@ func renderSideBySide(rep *report) string {
 	p("\nThe %s keys were written to a fresh one-member cluster of each server in turn (cairn's, then etcd's; never both at once)\n", keys)
 	p("with `%s` (cairn %.1f s, etcd %.1f s; %d puts per transaction to keep `make bench` short),\n", c.mem.loadCmd, c.mem.loadSecs, e.mem.loadSecs, 100)
 	p("then RSS read from `/proc/<pid>/status` (VmRSS, VmHWM); each restart is SIGTERM, start, poll `/health` every 10 ms until `\"health\":\"true\"`.\n")
-	p("Every command ran with `--endpoints <the cluster's client URLs> --json`; the clusters were started by tools/loadbench.\n")
+	p("Every cairn-bench command ran with `--endpoints <the cluster's client URLs> --json`")
+	if len(rep.xorder) > 0 {
+		p(", every benchmark command with `--endpoints <the same> --precise`")
+	}
+	p("; the clusters were started by tools/loadbench.\n")
 	return b.String()
+}
+
+// crossCheck prints the rows run with etcd's benchmark tool, if any: both
+// servers' figures, cairn/etcd as in the main table, and the members' CPU
+// time per request.
+func crossCheck(p printer, rep *report) {
+	if len(rep.xorder) == 0 {
+		return
+	}
+	p("The put rows again with etcd's own load tool (`benchmark`, tools/benchmark of etcd %s, built from the Go module proxy by\n", strings.TrimPrefix(rep.etcdVersion, "etcd Version: "))
+	p("tools/build-etcd-benchmark.sh), the tool the issue's etcd figures came from, run in the same rounds against the same clusters\n")
+	p("right after the cairn-bench rows; the same keys, values and key space (its commands are in the latency table below). Member CPU\n")
+	p("is per request, as above.\n\n")
+	p("| scenario | etcd 1 member | cairn 1 member | cairn/etcd | member CPU, cairn / etcd | etcd 3 members | cairn 3 members | cairn/etcd | member CPU, cairn / etcd | target |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range rep.xorder {
+		p("| %s", s.label)
+		for i := range 2 {
+			pr := rep.xpairs[i][s.id]
+			e, c := medianCPU(pr.etcd, false), medianCPU(pr.cairn, false)
+			cpu := "—"
+			if e > 0 {
+				cpu = fmt.Sprintf("%.0f / %.0f µs (%.2fx)", c, e, c/e)
+			}
+			p(" | %s | %s | %s | %s", cell(medianRun(pr.etcd), s.id), cell(medianRun(pr.cairn), s.id), ratio(s.id, pr), cpu)
+		}
+		p(" | %s |\n", s.target)
+	}
+	p("\n")
 }
 
 // writeSection replaces the load section of path (up to the next "## "
