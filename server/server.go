@@ -15,8 +15,6 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
-	"google.golang.org/grpc"
-
 	"github.com/cairn-kv/cairn/backend"
 	"github.com/cairn-kv/cairn/internal/connmux"
 	"github.com/cairn-kv/cairn/internal/idgen"
@@ -95,7 +93,7 @@ type Server struct {
 
 	peerLn, clientLn   []net.Listener
 	peerSrv, clientSrv *http.Server
-	grpcSrv            *grpc.Server
+	grpcSrv            GRPCServer
 	muxes              []*connmux.Mux
 
 	stopOnce sync.Once

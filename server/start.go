@@ -14,7 +14,6 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/grpc"
 
 	"github.com/cairn-kv/cairn/internal/connmux"
 	"github.com/cairn-kv/cairn/internal/failpoint"
@@ -37,8 +36,15 @@ const maxSnapshotBytes = 256 << 30
 // may be nil (not served). The server cannot import the API packages;
 // cmd/cairn builds them on the server and passes them here.
 type ClientAPI struct {
-	GRPC *grpc.Server
+	GRPC GRPCServer
 	HTTP http.Handler
+}
+
+// GRPCServer serves gRPC on a listener: grpc-go's *grpc.Server, or the lean
+// transport of internal/h2rpc.
+type GRPCServer interface {
+	Serve(net.Listener) error
+	Stop()
 }
 
 // Start opens the listeners and starts raft, apply and the transport, and

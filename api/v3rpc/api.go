@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 
+	"github.com/cairn-kv/cairn/internal/h2rpc"
 	"github.com/cairn-kv/cairn/server"
 )
 
@@ -65,6 +67,18 @@ type Config struct {
 	// Metrics, if set, is served at /metrics and receives the gRPC request
 	// counters.
 	Metrics *prometheus.Registry
+	// LeanGRPC serves gRPC with internal/h2rpc instead of grpc-go's server
+	// (experimental: --experimental-lean-grpc).
+	LeanGRPC bool
+}
+
+// RPCServer is the gRPC server the API's services are registered on:
+// grpc-go's, or internal/h2rpc's with Config.LeanGRPC.
+type RPCServer interface {
+	grpc.ServiceRegistrar
+	GetServiceInfo() map[string]grpc.ServiceInfo
+	Serve(net.Listener) error
+	Stop()
 }
 
 // grpcOverheadBytes is what gRPC may receive beyond MaxRequestBytes.
@@ -77,7 +91,7 @@ const DefaultMaxTxnOps = 128
 type API struct {
 	cfg  Config
 	b    Backend
-	grpc *grpc.Server
+	grpc RPCServer
 	http *http.ServeMux
 	gw   *gateway
 }
@@ -97,17 +111,33 @@ func New(cfg Config, b Backend) *API {
 		cfg.WatchProgressNotifyInterval = DefaultWatchProgressNotifyInterval
 	}
 	a := &API{cfg: cfg, b: b}
-	metricOpts, initMetrics := a.grpcMetrics()
-	a.grpc = grpc.NewServer(append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes) + grpcOverheadBytes),
-		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
-		// Run streams on reused goroutines: a fresh goroutine per RPC
-		// grew its stack through several copies on every call (newstack
-		// was 8% of a 64-client put profile). Streams beyond streamWorkers
-		// at once (long-lived watches, keep-alives) get fresh goroutines.
-		grpc.NumStreamWorkers(streamWorkers),
-	}, metricOpts...)...)
+	unaryIn, streamIn, initMetrics := a.grpcMetrics()
+	if cfg.LeanGRPC {
+		opts := []h2rpc.Option{
+			h2rpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes) + grpcOverheadBytes),
+			h2rpc.MaxSendMsgSize(math.MaxInt32),
+		}
+		if unaryIn != nil {
+			opts = append(opts, h2rpc.ChainUnaryInterceptor(unaryIn), h2rpc.ChainStreamInterceptor(streamIn))
+		}
+		a.grpc = h2rpc.NewServer(opts...)
+	} else {
+		opts := []grpc.ServerOption{
+			grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes) + grpcOverheadBytes),
+			grpc.MaxSendMsgSize(math.MaxInt32),
+			grpc.MaxConcurrentStreams(math.MaxUint32),
+			// Run streams on reused goroutines: a fresh goroutine per RPC
+			// grew its stack through several copies on every call
+			// (newstack was 8% of a 64-client put profile). Streams beyond
+			// streamWorkers at once (long-lived watches, keep-alives) get
+			// fresh goroutines.
+			grpc.NumStreamWorkers(streamWorkers),
+		}
+		if unaryIn != nil {
+			opts = append(opts, grpc.ChainUnaryInterceptor(unaryIn), grpc.ChainStreamInterceptor(streamIn))
+		}
+		a.grpc = grpc.NewServer(opts...)
+	}
 	pb.RegisterKVServer(a.grpc, &kvServer{a: a})
 	pb.RegisterClusterServer(a.grpc, &clusterServer{a: a, b: b})
 	pb.RegisterMaintenanceServer(a.grpc, &maintenanceServer{a: a, b: b})
@@ -124,7 +154,7 @@ func New(cfg Config, b Backend) *API {
 }
 
 // GRPC returns the gRPC server to serve on the client listener.
-func (a *API) GRPC() *grpc.Server { return a.grpc }
+func (a *API) GRPC() RPCServer { return a.grpc }
 
 // HTTP returns the handler for plain HTTP on the client listener.
 func (a *API) HTTP() http.Handler { return a.http }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 
@@ -140,6 +141,9 @@ func startTestAPI(t *testing.T) *testAPI {
 
 func startTestAPIWith(t *testing.T, cfg Config) *testAPI {
 	t.Helper()
+	// The same tests against the lean transport: make test runs this
+	// package again with the variable set.
+	cfg.LeanGRPC = os.Getenv("CAIRNTEST_LEAN_GRPC") == "true"
 	m := newFakeMember(t)
 	api := New(cfg, m)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -53,9 +53,14 @@ func (m *rpcMetrics) register(r prometheus.Registerer) error {
 	return nil
 }
 
+// serviceInfo is what init needs of a gRPC server.
+type serviceInfo interface {
+	GetServiceInfo() map[string]grpc.ServiceInfo
+}
+
 // init resolves the counters of every method registered on s, which also
 // makes them appear (at 0) before the first call, as etcd's do.
-func (m *rpcMetrics) init(s *grpc.Server) {
+func (m *rpcMetrics) init(s serviceInfo) {
 	for svc, info := range s.GetServiceInfo() {
 		for _, mi := range info.Methods {
 			m.methods["/"+svc+"/"+mi.Name] = m.resolve(methodType(mi.IsClientStream, mi.IsServerStream), svc, mi.Name)

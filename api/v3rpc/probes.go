@@ -121,18 +121,18 @@ func serveProbe(w http.ResponseWriter, r *http.Request, name string, checks []pr
 	fmt.Fprintf(w, "%s%s check passed\n", out.String(), name)
 }
 
-// grpcMetrics returns the gRPC server options that count requests
+// grpcMetrics returns the gRPC interceptors that count requests
 // (grpc_server_started_total, grpc_server_handled_total, ...) into
-// Config.Metrics, and a function to call once the services are registered.
-func (a *API) grpcMetrics() ([]grpc.ServerOption, func(*grpc.Server)) {
+// Config.Metrics, and a function to call once the services are registered;
+// nil interceptors without Config.Metrics.
+func (a *API) grpcMetrics() (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor, func(serviceInfo)) {
 	if a.cfg.Metrics == nil {
-		return nil, func(*grpc.Server) {}
+		return nil, nil, func(serviceInfo) {}
 	}
 	m := newRPCMetrics()
 	if err := m.register(a.cfg.Metrics); err != nil {
 		a.cfg.Logger.Warn("gRPC metrics not registered", "err", err)
-		return nil, func(*grpc.Server) {}
+		return nil, nil, func(serviceInfo) {}
 	}
-	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(m.unary), grpc.ChainStreamInterceptor(m.stream)}
-	return opts, m.init
+	return m.unary, m.stream, m.init
 }

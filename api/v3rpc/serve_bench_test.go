@@ -64,9 +64,20 @@ func benchRange(b *testing.B, addr string) {
 	})
 }
 
-// BenchmarkGRPCServe: the path cairn uses, connmux then grpc.Server.Serve.
+// BenchmarkGRPCServe: the path cairn uses by default, connmux then
+// grpc.Server.Serve.
 func BenchmarkGRPCServe(b *testing.B) {
-	api := New(Config{MaxRequestBytes: 1 << 20}, fakeKV{})
+	benchServe(b, Config{MaxRequestBytes: 1 << 20})
+}
+
+// BenchmarkLeanGRPCServe: connmux then internal/h2rpc's Serve
+// (--experimental-lean-grpc).
+func BenchmarkLeanGRPCServe(b *testing.B) {
+	benchServe(b, Config{MaxRequestBytes: 1 << 20, LeanGRPC: true})
+}
+
+func benchServe(b *testing.B, cfg Config) {
+	api := New(cfg, fakeKV{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -87,7 +98,7 @@ func BenchmarkGRPCServeHTTP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := &http.Server{Handler: api.GRPC()}
+	srv := &http.Server{Handler: api.GRPC().(*grpc.Server)}
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	srv.Protocols = &p

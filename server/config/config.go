@@ -114,6 +114,11 @@ type Config struct {
 	// HTTP handler (off by default: profiles expose internals).
 	EnablePprof bool
 
+	// ExperimentalLeanGRPC serves gRPC with internal/h2rpc, cairn's own
+	// HTTP/2 transport, instead of grpc-go's server (off by default while
+	// it is new).
+	ExperimentalLeanGRPC bool
+
 	// origin says where each option's value came from, for messages; ""
 	// means a default.
 	origin [numOptions]string

@@ -35,6 +35,7 @@ const (
 	optLogLevel
 	optLogFormat
 	optEnablePprof
+	optExperimentalLeanGRPC
 	numOptions
 )
 
@@ -149,6 +150,15 @@ func optionTable() []option {
 				return nil
 			},
 			func(c *Config) string { return strconv.FormatBool(c.EnablePprof) }},
+		{optExperimentalLeanGRPC, "experimental-lean-grpc", "bool", false, "", "serve gRPC with cairn's own HTTP/2 transport instead of grpc-go's server (experimental)",
+			func(c *Config, v string) (err error) {
+				c.ExperimentalLeanGRPC, err = strconv.ParseBool(v)
+				if err != nil {
+					return fmt.Errorf("not true or false: %q", v)
+				}
+				return nil
+			},
+			func(c *Config) string { return strconv.FormatBool(c.ExperimentalLeanGRPC) }},
 	}
 }
 

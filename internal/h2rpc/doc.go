@@ -1,0 +1,35 @@
+// Package h2rpc is a lean gRPC server transport: it serves services
+// registered the way grpc.Server's are (generated RegisterXServer functions
+// take any grpc.ServiceRegistrar) over plaintext HTTP/2, with
+// golang.org/x/net/http2's framer and HPACK.
+//
+// Why: grpc-go's server spends, per unary call, a goroutine hand-off to a
+// stream worker and another to its writer goroutine (loopyWriter), and its
+// own bookkeeping around both; in cairn's profiles its code was the largest
+// share of a member's CPU. A throwaway comparison serving one canned
+// response (BENCHMARKS.md, tenth pass) found a minimal HTTP/2 server
+// spending half grpc-go's CPU per call.
+//
+// # Design
+//
+// Each connection has one reader goroutine. A unary call runs, once its
+// request has arrived whole, on a reused worker goroutine; a streaming call
+// runs on one from its headers on. Writers share the connection's buffered
+// writer under a mutex, and the last writer of a burst flushes it: the
+// responses of calls that finish together leave in one system call, and a
+// lone call's response leaves at once.
+//
+// Flow control (RFC 9113, 6.9) both ways: responses wait for the client's
+// connection and stream windows; this server grants 16 MiB for the
+// connection (back as it reads) and 1 MiB per stream, back as a unary
+// request arrives (its size is bounded by MaxRecvMsgSize) or as a streaming
+// handler reads its messages.
+//
+// Supported: unary and streaming calls, grpc-timeout deadlines, request
+// metadata (including -bin headers) in the incoming context, peer
+// information, response headers and trailers set through grpc.SetHeader,
+// grpc.SendHeader and grpc.SetTrailer or the stream, status codes, messages
+// and details, interceptors, size limits, GOAWAY on a graceful stop.
+// Not supported: compression (a compressed request is refused with
+// Unimplemented), TLS, server-side keepalive enforcement.
+package h2rpc
