@@ -54,6 +54,9 @@ type conn struct {
 	hbuf    bytes.Buffer
 	werr    error
 	writers atomic.Int32 // writers waiting for or holding wmu
+	// flushc wakes the flusher goroutine, which flushes what streaming
+	// calls' messages left in the buffer.
+	flushc chan struct{}
 
 	// Send-side flow control: the client's windows.
 	fcMu        sync.Mutex
@@ -84,6 +87,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		maxFrame:   16384,
 		streams:    map[uint32]*stream{},
 		idle:       make(chan struct{}, 1),
+		flushc:     make(chan struct{}, 1),
 	}
 	c.fcCond = sync.NewCond(&c.fcMu)
 	c.fr = http2.NewFramer(c.bw, c.br)
@@ -97,6 +101,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 // serve runs the connection until it fails or closes.
 func (c *conn) serve() {
 	defer c.nc.Close()
+	go c.flusher()
 	err := c.handshake()
 	if err == nil {
 		err = c.readLoop()
@@ -161,6 +166,31 @@ func (c *conn) writeFlush(f func() error, flush bool) error {
 		c.close(err)
 	}
 	return err
+}
+
+// flushLater has the flusher flush the buffer soon. A streaming call's
+// messages (a watch's events, from many streams) leave it that way: the
+// messages written while the flusher waits for a processor go out in one
+// system call, as grpc-go's writer goroutine sends them, instead of a
+// system call each.
+func (c *conn) flushLater() {
+	select {
+	case c.flushc <- struct{}{}:
+	default:
+	}
+}
+
+// flusher flushes the buffer each time flushLater asks, until the
+// connection ends.
+func (c *conn) flusher() {
+	for {
+		select {
+		case <-c.flushc:
+		case <-c.ctx.Done():
+			return
+		}
+		c.write(func() error { return nil })
+	}
 }
 
 // readLoop reads frames until the connection fails.

@@ -249,8 +249,10 @@ func (st *stream) SendHeader(md metadata.MD) error {
 		return err
 	}
 	st.hmu.Lock()
-	defer st.hmu.Unlock()
-	return st.writeHeaderLocked()
+	err := st.writeHeaderLocked()
+	st.hmu.Unlock()
+	st.c.flushLater()
+	return err
 }
 
 // SetTrailer implements grpc.ServerStream.
@@ -260,8 +262,8 @@ func (st *stream) SetTrailer(md metadata.MD) {
 	st.hmu.Unlock()
 }
 
-// writeHeaderLocked sends the response headers once; hmu held. A unary
-// call's wait in the buffer for its message and trailers.
+// writeHeaderLocked sends the response headers once; hmu held. They wait
+// in the buffer for the message that follows.
 func (st *stream) writeHeaderLocked() error {
 	if st.sentHeader {
 		return nil
@@ -274,7 +276,7 @@ func (st *stream) writeHeaderLocked() error {
 			enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
 			writeMD(enc, md)
 		})
-	}, st.m.unary == nil)
+	}, false)
 }
 
 // SendMsg implements grpc.ServerStream: it encodes m and sends it, waiting
@@ -321,9 +323,12 @@ func (st *stream) RecvMsg(m any) error {
 }
 
 // writeData sends b on st as DATA frames within the client's windows. A
-// unary call's message is left buffered for its trailers to flush.
+// unary call's message is left buffered for its trailers to flush; a
+// streaming call's, for the flusher.
 func (c *conn) writeData(st *stream, b []byte) error {
-	flush := st.m.unary == nil
+	if st.m.unary == nil {
+		defer c.flushLater()
+	}
 	for len(b) > 0 {
 		c.fcMu.Lock()
 		if !c.closed && st.ctx.Err() == nil && (c.sendConn <= 0 || st.sendWindow <= 0) {
@@ -351,7 +356,7 @@ func (c *conn) writeData(st *stream, b []byte) error {
 		c.fcMu.Unlock()
 		chunk := b[:n]
 		b = b[n:]
-		if err := c.writeFlush(func() error { return c.fr.WriteData(st.id, false, chunk) }, flush); err != nil {
+		if err := c.writeFlush(func() error { return c.fr.WriteData(st.id, false, chunk) }, false); err != nil {
 			return status.Error(codes.Unavailable, err.Error())
 		}
 	}
