@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,8 @@ type conn struct {
 	// flushc wakes the flusher goroutine, which flushes what streaming
 	// calls' messages left in the buffer.
 	flushc chan struct{}
+	// unary counts the unary calls running on this connection.
+	unary atomic.Int32
 
 	// Send-side flow control: the client's windows.
 	fcMu        sync.Mutex
@@ -189,9 +192,20 @@ func (c *conn) flusher() {
 		case <-c.ctx.Done():
 			return
 		}
+		c.wmu.Lock()
+		small := c.bw.Buffered() < minBatch
+		c.wmu.Unlock()
+		if small {
+			// Let the calls that are about to write run first, as
+			// grpc-go's writer does before a small flush.
+			runtime.Gosched()
+		}
 		c.write(func() error { return nil })
 	}
 }
+
+// minBatch is the buffered size below which the flusher yields first.
+const minBatch = 1000
 
 // readLoop reads frames until the connection fails.
 func (c *conn) readLoop() error {
@@ -460,10 +474,13 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 // failed: it writes the status and forgets the stream.
 func (c *conn) endStream(st *stream, err error) {
 	c.writeStatus(st, err)
-	c.forget(st)
+	if c.forget(st) && st.running {
+		c.unary.Add(-1)
+	}
 }
 
-func (c *conn) forget(st *stream) {
+// forget drops st from the open streams; it reports whether st was there.
+func (c *conn) forget(st *stream) bool {
 	c.mu.Lock()
 	_, ok := c.streams[st.id]
 	delete(c.streams, st.id)
@@ -481,6 +498,7 @@ func (c *conn) forget(st *stream) {
 		default:
 		}
 	}
+	return ok
 }
 
 // goAway tells the client the connection ends after the last stream it

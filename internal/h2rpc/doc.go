@@ -15,12 +15,13 @@
 // Each connection has one reader goroutine. A unary call runs, once its
 // request has arrived whole, on a reused worker goroutine; a streaming call
 // runs on one from its headers on. Writers share the connection's buffered
-// writer under a mutex. A unary call's response (headers, message,
-// trailers) is flushed by the last writer of a burst: the responses of
-// calls that finish together leave in one system call, and a lone call's
-// response leaves at once. A streaming call's messages are flushed by the
-// connection's flusher goroutine, woken after each: what many streams write
-// while it waits for a processor (a watch's events) leaves together.
+// writer under a mutex. A unary call that is the only one running on its
+// connection flushes its response (headers, message, trailers) itself: a
+// lone call's response leaves at once. Otherwise, and for every message of
+// a streaming call, the connection's flusher goroutine is woken to flush;
+// when little is buffered it first yields, as grpc-go's writer does, so
+// that the calls about to write run first and their responses (or a
+// watch's events from many streams) leave in one system call.
 //
 // Flow control (RFC 9113, 6.9) both ways: responses wait for the client's
 // connection and stream windows; this server grants 16 MiB for the

@@ -38,6 +38,7 @@ type stream struct {
 	unacked int      // bytes consumed and not yet granted back
 	started bool
 	startMu sync.Mutex
+	running bool // a unary call counted in c.unary; set by start
 
 	// Sending; guarded by c.fcMu (sendWindow) and hmu (the rest).
 	sendWindow int64
@@ -187,6 +188,10 @@ func (st *stream) start() {
 	}
 	st.started = true
 	st.startMu.Unlock()
+	if st.m.unary != nil {
+		st.running = true
+		st.c.unary.Add(1)
+	}
 	st.c.s.run(st.serve)
 }
 
@@ -386,7 +391,14 @@ func (c *conn) writeStatus(st *stream, err error) {
 			details = encodeBinHeader(b)
 		}
 	}
-	c.write(func() error {
+	// A unary call that ends while others run on the connection leaves its
+	// response to the flusher, which sends it with those of the calls that
+	// end meanwhile in one system call; a lone call flushes its own at once.
+	direct := st.m == nil || st.m.unary == nil || c.unary.Load() <= 1
+	if !direct {
+		defer c.flushLater()
+	}
+	c.writeFlush(func() error {
 		return c.writeHeaders(st.id, true, func(enc *hpack.Encoder) {
 			if !headerSent {
 				enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
@@ -402,7 +414,7 @@ func (c *conn) writeStatus(st *stream, err error) {
 			}
 			writeMD(enc, trailer)
 		})
-	})
+	}, direct)
 }
 
 // writeHeaders encodes a header block with fill and writes it as HEADERS
