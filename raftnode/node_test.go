@@ -938,12 +938,20 @@ func TestQueuedProposalsWaitForALeader(t *testing.T) {
 
 // On the leader a follower's forwarded proposals join the queue, entries as
 // they came: a forwarded configuration change is applied as one.
-func TestForwardedProposalsJoinTheLeadersQueue(t *testing.T) {
-	_, members := startCluster(t, 3)
-	leader := waitLeader(t, members)
+// settledCluster starts three members and returns them, the leader (once its
+// Ready loop knows it leads) and a follower that knows the leader.
+func settledCluster(t *testing.T) (members []*testMember, leader, f *testMember) {
+	t.Helper()
+	_, members = startCluster(t, 3)
+	leader = waitLeader(t, members)
 	waitLeads(t, leader)
-	f := followerOf(members, leader)
+	f = followerOf(members, leader)
 	waitFor(t, "the follower to know the leader", func() bool { return f.node.Leader() == leader.node.cfg.ID })
+	return members, leader, f
+}
+
+func TestForwardedProposalsJoinTheLeadersQueue(t *testing.T) {
+	members, leader, f := settledCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	leader.node.mu.Lock()
@@ -988,11 +996,7 @@ func TestForwardedProposalsJoinTheLeadersQueue(t *testing.T) {
 // one (with raft's mutex held, wedging the member), and a follower would
 // forward it to the leader. The member keeps working after it.
 func TestStepDropsAnEmptyProposalFromAPeer(t *testing.T) {
-	_, members := startCluster(t, 3)
-	leader := waitLeader(t, members)
-	waitLeads(t, leader)
-	f := followerOf(members, leader)
-	waitFor(t, "the follower to know the leader", func() bool { return f.node.Leader() == leader.node.cfg.ID })
+	members, leader, f := settledCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, m := range []*testMember{leader, f} {

@@ -3,6 +3,10 @@
 // Lock and Election services) and, on the same port, plain HTTP: the /v3/
 // JSON gateway and the health, version and metrics endpoints.
 //
+// The gRPC services run on grpc-go's server, or with Config.LeanGRPC
+// (--experimental-lean-grpc) on internal/h2rpc; both take the same
+// registrations and the same metrics interceptors (see [RPCServer]).
+//
 // # Layers
 //
 // Each service validates requests (the checks etcd makes before a request

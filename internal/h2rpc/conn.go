@@ -68,8 +68,7 @@ type conn struct {
 	initWindow  int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	maxFrame    int   // the client's SETTINGS_MAX_FRAME_SIZE
 	closed      bool  // guarded by fcMu: no more writes
-	closeErr    error
-	recvUnacked int // connection bytes received and not yet granted back; reader only
+	recvUnacked int   // connection bytes received and not yet granted back; reader only
 
 	mu       sync.Mutex // guards streams, draining, lastID
 	streams  map[uint32]*stream
@@ -302,7 +301,7 @@ func (c *conn) windowUpdate(id uint32, inc int64) error {
 	if id == 0 {
 		c.sendConn += inc
 		if c.sendConn > 1<<31-1 {
-			c.goAwayLocked(http2.ErrCodeFlowControl)
+			go c.goAway(http2.ErrCodeFlowControl, "") // fcMu is held; goAway writes
 			return errors.New("h2rpc: connection window overflow")
 		}
 	} else if st := c.stream(id); st != nil {
@@ -352,13 +351,12 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 				return c.refuse(id, status.Errorf(codes.Internal, "malformed grpc-timeout: %v", err))
 			}
 			timeout, hasTimeout = d, true
-		case "te", "user-agent", "grpc-encoding", "grpc-accept-encoding", "grpc-message-type", "connection":
-			if h.Name == "user-agent" {
-				md.Append(h.Name, h.Value)
-			}
-			if h.Name == "grpc-encoding" && h.Value != "identity" {
+		case "grpc-encoding":
+			if h.Value != "identity" {
 				return c.refuse(id, status.Errorf(codes.Unimplemented, "grpc: Decompressor is not installed for grpc-encoding %q", h.Value))
 			}
+		case "te", "grpc-accept-encoding", "grpc-message-type", "connection":
+			// The transport's own; not metadata.
 		default:
 			if strings.HasSuffix(h.Name, "-bin") {
 				v, err := decodeBinHeader(h.Value)
@@ -508,10 +506,6 @@ func (c *conn) goAway(code http2.ErrCode, msg string) {
 	c.write(func() error { return c.fr.WriteGoAway(last, code, []byte(msg)) })
 }
 
-func (c *conn) goAwayLocked(code http2.ErrCode) {
-	go c.goAway(code, "")
-}
-
 // drain sends GOAWAY, waits for the open streams to end, then closes.
 func (c *conn) drain() {
 	c.mu.Lock()
@@ -537,7 +531,6 @@ func (c *conn) close(err error) {
 		return
 	}
 	c.closed = true
-	c.closeErr = err
 	c.fcCond.Broadcast()
 	c.fcMu.Unlock()
 	c.stop()

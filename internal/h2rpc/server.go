@@ -45,10 +45,9 @@ func ChainStreamInterceptor(in ...grpc.StreamServerInterceptor) Option {
 
 // method is one registered method.
 type method struct {
-	service string
-	impl    any
-	unary   *grpc.MethodDesc
-	stream  *grpc.StreamDesc
+	impl   any
+	unary  *grpc.MethodDesc
+	stream *grpc.StreamDesc
 }
 
 // Server serves registered gRPC services over plaintext HTTP/2.
@@ -68,8 +67,7 @@ type Server struct {
 	mu       sync.Mutex
 	lis      map[net.Listener]bool
 	conns    map[*conn]bool
-	stopped  bool
-	draining bool
+	closed   bool // Stop or GracefulStop was called
 	connWG   sync.WaitGroup
 	quitOnce sync.Once
 }
@@ -101,12 +99,12 @@ func (s *Server) RegisterService(sd *grpc.ServiceDesc, impl any) {
 	info := grpc.ServiceInfo{Metadata: sd.Metadata}
 	for i := range sd.Methods {
 		md := &sd.Methods[i]
-		s.methods["/"+sd.ServiceName+"/"+md.MethodName] = &method{service: sd.ServiceName, impl: impl, unary: md}
+		s.methods["/"+sd.ServiceName+"/"+md.MethodName] = &method{impl: impl, unary: md}
 		info.Methods = append(info.Methods, grpc.MethodInfo{Name: md.MethodName})
 	}
 	for i := range sd.Streams {
 		st := &sd.Streams[i]
-		s.methods["/"+sd.ServiceName+"/"+st.StreamName] = &method{service: sd.ServiceName, impl: impl, stream: st}
+		s.methods["/"+sd.ServiceName+"/"+st.StreamName] = &method{impl: impl, stream: st}
 		info.Methods = append(info.Methods, grpc.MethodInfo{Name: st.StreamName, IsClientStream: st.ClientStreams, IsServerStream: st.ServerStreams})
 	}
 	s.services[sd.ServiceName] = info
@@ -119,7 +117,7 @@ func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return s.service
 // returns ErrServerStopped after Stop or GracefulStop.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	if s.stopped || s.draining {
+	if s.closed {
 		s.mu.Unlock()
 		ln.Close()
 		return ErrServerStopped
@@ -135,9 +133,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		nc, err := ln.Accept()
 		if err != nil {
 			s.mu.Lock()
-			done := s.stopped || s.draining
+			closed := s.closed
 			s.mu.Unlock()
-			if done {
+			if closed {
 				return ErrServerStopped
 			}
 			var ne net.Error
@@ -148,7 +146,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		c := newConn(s, nc)
 		s.mu.Lock()
-		if s.stopped || s.draining {
+		if s.closed {
 			s.mu.Unlock()
 			nc.Close()
 			return ErrServerStopped
@@ -169,20 +167,20 @@ func (s *Server) Serve(ln net.Listener) error {
 // Stop closes the listeners and every connection at once; calls in flight
 // fail on the client.
 func (s *Server) Stop() {
-	s.shutdown(func(s *Server) { s.stopped = true }, func(c *conn) { c.close(errors.New("h2rpc: server stopped")) })
+	s.shutdown(func(c *conn) { c.close(errors.New("h2rpc: server stopped")) })
 }
 
 // GracefulStop closes the listeners, tells every client to open no new
 // streams (GOAWAY), and waits for the calls in flight to end.
 func (s *Server) GracefulStop() {
-	s.shutdown(func(s *Server) { s.draining = true }, (*conn).drain)
+	s.shutdown((*conn).drain)
 }
 
-// shutdown marks the server (under mu), closes its listeners, ends every
+// shutdown marks the server closed, closes its listeners, ends every
 // connection with end, waits for them, and lets the idle workers go.
-func (s *Server) shutdown(mark func(*Server), end func(*conn)) {
+func (s *Server) shutdown(end func(*conn)) {
 	s.mu.Lock()
-	mark(s)
+	s.closed = true
 	for ln := range s.lis {
 		ln.Close()
 	}

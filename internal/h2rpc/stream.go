@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // stream is one call: the request's messages as they arrive, and the
@@ -387,7 +389,7 @@ func (c *conn) writeStatus(st *stream, err error) {
 	}
 	var details string
 	if p := s.Proto(); len(p.GetDetails()) > 0 {
-		if b, merr := marshalStatus(p); merr == nil {
+		if b, merr := proto.Marshal(p); merr == nil {
 			details = encodeBinHeader(b)
 		}
 	}
@@ -405,7 +407,7 @@ func (c *conn) writeStatus(st *stream, err error) {
 				enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
 				writeMD(enc, header)
 			}
-			enc.WriteField(hpack.HeaderField{Name: "grpc-status", Value: itoa(int(s.Code()))})
+			enc.WriteField(hpack.HeaderField{Name: "grpc-status", Value: strconv.Itoa(int(s.Code()))})
 			if msg := s.Message(); msg != "" {
 				enc.WriteField(hpack.HeaderField{Name: "grpc-message", Value: encodeGrpcMessage(msg)})
 			}

@@ -6,9 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	spb "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 // parseTimeout decodes a grpc-timeout header: at most eight digits and a
@@ -108,7 +105,3 @@ func isReservedHeader(k string) bool {
 	}
 	return false
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
-
-func marshalStatus(p *spb.Status) ([]byte, error) { return proto.Marshal(p) }

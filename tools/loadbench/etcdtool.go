@@ -20,21 +20,25 @@ import (
 // rows also run with it against both servers: a check that cairn's lead does
 // not come from our load client.
 
-// etcdToolScenarios are the put rows in etcd benchmark's flags: the same
-// keys, values and key space as the cairn-bench rows. The tool has no
-// --duration; a run is bounded by --total and by etcdToolTimeout.
+// etcdToolScenarios are the put rows of scenarios (their labels and
+// targets) in etcd benchmark's flags: the same keys, values and key space
+// as the cairn-bench rows. The tool has no --duration; a run is bounded by
+// --total and by etcdToolTimeout.
 func etcdToolScenarios(quick bool) []scenario {
-	n := func(full, small string) string {
+	rows := map[string]scenario{}
+	for _, sc := range scenarios(quick) {
+		rows[sc.id] = sc
+	}
+	put := func(id, clients, conns, total, quickTotal string) scenario {
 		if quick {
-			return small
+			total = quickTotal
 		}
-		return full
+		sc := rows[id]
+		sc.args = []string{"--clients", clients, "--conns", conns,
+			"put", "--key-size", "8", "--val-size", "256", "--key-space-size", "100000", "--total", total}
+		return sc
 	}
-	put := []string{"put", "--key-size", "8", "--val-size", "256", "--key-space-size", "100000"}
-	return []scenario{
-		{id: "put1", label: "put, 1 client (req/s, p50)", args: append([]string{"--clients", "1", "--conns", "1"}, append(put, "--total", n("3000", "100"))...), target: "p50 ≤ 0.7x"},
-		{id: "put64", label: "put, 64 clients (req/s, p99)", args: append([]string{"--clients", "64", "--conns", "8"}, append(put, "--total", n("30000", "500"))...), target: "≥ 1.5x, p99 ≤ 0.5x"},
-	}
+	return []scenario{put("put1", "1", "1", "3000", "100"), put("put64", "64", "8", "30000", "500")}
 }
 
 // etcdToolTimeout bounds one run of etcd's tool.
