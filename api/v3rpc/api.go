@@ -67,13 +67,13 @@ type Config struct {
 	// Metrics, if set, is served at /metrics and receives the gRPC request
 	// counters.
 	Metrics *prometheus.Registry
-	// LeanGRPC serves gRPC with internal/h2rpc instead of grpc-go's server
-	// (experimental: --experimental-lean-grpc).
-	LeanGRPC bool
+	// GRPCGo serves gRPC on grpc-go's server instead of internal/h2rpc,
+	// cairn's own transport (--grpc-server=grpc-go).
+	GRPCGo bool
 }
 
 // RPCServer is the gRPC server the API's services are registered on:
-// grpc-go's, or internal/h2rpc's with Config.LeanGRPC.
+// internal/h2rpc's, or grpc-go's with Config.GRPCGo.
 type RPCServer interface {
 	grpc.ServiceRegistrar
 	GetServiceInfo() map[string]grpc.ServiceInfo
@@ -112,16 +112,7 @@ func New(cfg Config, b Backend) *API {
 	}
 	a := &API{cfg: cfg, b: b}
 	unaryIn, streamIn, initMetrics := a.grpcMetrics()
-	if cfg.LeanGRPC {
-		opts := []h2rpc.Option{
-			h2rpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes) + grpcOverheadBytes),
-			h2rpc.MaxSendMsgSize(math.MaxInt32),
-		}
-		if unaryIn != nil {
-			opts = append(opts, h2rpc.ChainUnaryInterceptor(unaryIn), h2rpc.ChainStreamInterceptor(streamIn))
-		}
-		a.grpc = h2rpc.NewServer(opts...)
-	} else {
+	if cfg.GRPCGo {
 		opts := []grpc.ServerOption{
 			grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes) + grpcOverheadBytes),
 			grpc.MaxSendMsgSize(math.MaxInt32),
@@ -137,6 +128,15 @@ func New(cfg Config, b Backend) *API {
 			opts = append(opts, grpc.ChainUnaryInterceptor(unaryIn), grpc.ChainStreamInterceptor(streamIn))
 		}
 		a.grpc = grpc.NewServer(opts...)
+	} else {
+		opts := []h2rpc.Option{
+			h2rpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes) + grpcOverheadBytes),
+			h2rpc.MaxSendMsgSize(math.MaxInt32),
+		}
+		if unaryIn != nil {
+			opts = append(opts, h2rpc.ChainUnaryInterceptor(unaryIn), h2rpc.ChainStreamInterceptor(streamIn))
+		}
+		a.grpc = h2rpc.NewServer(opts...)
 	}
 	pb.RegisterKVServer(a.grpc, &kvServer{a: a})
 	pb.RegisterClusterServer(a.grpc, &clusterServer{a: a, b: b})

@@ -3,9 +3,9 @@
 // Lock and Election services) and, on the same port, plain HTTP: the /v3/
 // JSON gateway and the health, version and metrics endpoints.
 //
-// The gRPC services run on grpc-go's server, or with Config.LeanGRPC
-// (--experimental-lean-grpc) on internal/h2rpc; both take the same
-// registrations and the same metrics interceptors (see [RPCServer]).
+// The gRPC services run on internal/h2rpc, cairn's own transport, or with
+// Config.GRPCGo (--grpc-server=grpc-go) on grpc-go's server; both take the
+// same registrations and the same metrics interceptors (see [RPCServer]).
 //
 // # Layers
 //

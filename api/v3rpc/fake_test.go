@@ -141,9 +141,9 @@ func startTestAPI(t *testing.T) *testAPI {
 
 func startTestAPIWith(t *testing.T, cfg Config) *testAPI {
 	t.Helper()
-	// The same tests against the lean transport: make test runs this
-	// package again with the variable set.
-	cfg.LeanGRPC = os.Getenv("CAIRNTEST_LEAN_GRPC") == "true"
+	// The same tests against grpc-go's server: make test runs this package
+	// again with the variable set.
+	cfg.GRPCGo = os.Getenv("CAIRNTEST_GRPC_SERVER") == "grpc-go"
 	m := newFakeMember(t)
 	api := New(cfg, m)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

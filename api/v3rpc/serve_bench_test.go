@@ -64,16 +64,16 @@ func benchRange(b *testing.B, addr string) {
 	})
 }
 
-// BenchmarkGRPCServe: the path cairn uses by default, connmux then
-// grpc.Server.Serve.
+// BenchmarkGRPCServe: connmux then grpc.Server.Serve
+// (--grpc-server=grpc-go).
 func BenchmarkGRPCServe(b *testing.B) {
-	benchServe(b, Config{MaxRequestBytes: 1 << 20})
+	benchServe(b, Config{MaxRequestBytes: 1 << 20, GRPCGo: true})
 }
 
-// BenchmarkLeanGRPCServe: connmux then internal/h2rpc's Serve
-// (--experimental-lean-grpc).
+// BenchmarkLeanGRPCServe: the path cairn uses by default, connmux then
+// internal/h2rpc's Serve.
 func BenchmarkLeanGRPCServe(b *testing.B) {
-	benchServe(b, Config{MaxRequestBytes: 1 << 20, LeanGRPC: true})
+	benchServe(b, Config{MaxRequestBytes: 1 << 20})
 }
 
 func benchServe(b *testing.B, cfg Config) {

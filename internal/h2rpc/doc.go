@@ -1,7 +1,8 @@
 // Package h2rpc is a lean gRPC server transport: it serves services
 // registered the way grpc.Server's are (generated RegisterXServer functions
 // take any grpc.ServiceRegistrar) over plaintext HTTP/2, with
-// golang.org/x/net/http2's framer and HPACK.
+// golang.org/x/net/http2's framer and HPACK. It is the gRPC server of every
+// cairn member unless --grpc-server=grpc-go asks for grpc-go's.
 //
 // Why: grpc-go's server spends, per unary call, a goroutine hand-off to a
 // stream worker and another to its writer goroutine (loopyWriter), and its

@@ -114,10 +114,10 @@ type Config struct {
 	// HTTP handler (off by default: profiles expose internals).
 	EnablePprof bool
 
-	// ExperimentalLeanGRPC serves gRPC with internal/h2rpc, cairn's own
-	// HTTP/2 transport, instead of grpc-go's server (off by default while
-	// it is new).
-	ExperimentalLeanGRPC bool
+	// GRPCServer is the gRPC server transport: GRPCServerLean (the default;
+	// internal/h2rpc, cairn's own HTTP/2 transport) or GRPCServerGRPCGo
+	// (grpc-go's server).
+	GRPCServer string
 
 	// origin says where each option's value came from, for messages; ""
 	// means a default.
@@ -130,12 +130,14 @@ type Member struct {
 	PeerURLs []url.URL
 }
 
-// Values of InitialClusterState and LogFormat.
+// Values of InitialClusterState, LogFormat and GRPCServer.
 const (
 	ClusterStateNew      = "new"
 	ClusterStateExisting = "existing"
 	LogFormatText        = "text"
 	LogFormatJSON        = "json"
+	GRPCServerLean       = "lean"
+	GRPCServerGRPCGo     = "grpc-go"
 )
 
 // Defaults and limits.
@@ -192,6 +194,7 @@ func underivedDefault() Config {
 		CorruptCheckTime:            DefaultCorruptCheckTime,
 		LogLevel:                    slog.LevelInfo,
 		LogFormat:                   LogFormatText,
+		GRPCServer:                  GRPCServerLean,
 	}
 }
 

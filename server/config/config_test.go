@@ -46,6 +46,7 @@ func TestDefault(t *testing.T) {
 		CorruptCheckTime:            time.Minute,
 		LogLevel:                    slog.LevelInfo,
 		LogFormat:                   "text",
+		GRPCServer:                  "lean",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Default() =\n%+v\nwant\n%+v", c, want)

@@ -35,7 +35,7 @@ const (
 	optLogLevel
 	optLogFormat
 	optEnablePprof
-	optExperimentalLeanGRPC
+	optGRPCServer
 	numOptions
 )
 
@@ -150,15 +150,9 @@ func optionTable() []option {
 				return nil
 			},
 			func(c *Config) string { return strconv.FormatBool(c.EnablePprof) }},
-		{optExperimentalLeanGRPC, "experimental-lean-grpc", "bool", false, "", "serve gRPC with cairn's own HTTP/2 transport instead of grpc-go's server (experimental)",
-			func(c *Config, v string) (err error) {
-				c.ExperimentalLeanGRPC, err = strconv.ParseBool(v)
-				if err != nil {
-					return fmt.Errorf("not true or false: %q", v)
-				}
-				return nil
-			},
-			func(c *Config) string { return strconv.FormatBool(c.ExperimentalLeanGRPC) }},
+		{optGRPCServer, "grpc-server", "lean|grpc-go", false, "", "the gRPC server transport: lean (cairn's own, internal/h2rpc) or grpc-go",
+			func(c *Config, v string) error { c.GRPCServer = strings.ToLower(v); return nil },
+			func(c *Config) string { return c.GRPCServer }},
 	}
 }
 

@@ -84,7 +84,7 @@ func singleOptionCases(t *testing.T) []struct {
 		{"log-level", "WARN", func(c *Config) { c.LogLevel = slog.LevelWarn }},
 		{"log-format", "JSON", func(c *Config) { c.LogFormat = "json" }},
 		{"enable-pprof", "true", func(c *Config) { c.EnablePprof = true }},
-		{"experimental-lean-grpc", "true", func(c *Config) { c.ExperimentalLeanGRPC = true }},
+		{"grpc-server", "GRPC-GO", func(c *Config) { c.GRPCServer = "grpc-go" }},
 	}
 }
 

@@ -237,4 +237,7 @@ func (p *problems) logging() {
 	if c.LogFormat != LogFormatText && c.LogFormat != LogFormatJSON {
 		p.add(optLogFormat, "--log-format %q must be %q or %q", c.LogFormat, LogFormatText, LogFormatJSON)
 	}
+	if c.GRPCServer != GRPCServerLean && c.GRPCServer != GRPCServerGRPCGo {
+		p.add(optGRPCServer, "--grpc-server %q must be %q or %q", c.GRPCServer, GRPCServerLean, GRPCServerGRPCGo)
+	}
 }

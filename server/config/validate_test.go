@@ -88,6 +88,7 @@ func TestValidateRejects(t *testing.T) {
 		{"max request over 64MiB", func(c *Config) { c.MaxRequestBytes = 64<<20 + 1 }, "max-request-bytes", "64 MiB"},
 		{"odd log level", func(c *Config) { c.LogLevel = slog.LevelInfo + 1 }, "log-level", "debug, info, warn or error"},
 		{"bad log format", func(c *Config) { c.LogFormat = "xml" }, "log-format", `"json"`},
+		{"bad grpc server", func(c *Config) { c.GRPCServer = "netty" }, "grpc-server", `"grpc-go"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

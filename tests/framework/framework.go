@@ -213,9 +213,10 @@ func (c *Cluster) Args(m *Member, state string) []string {
 		"--initial-cluster-token=" + c.Token,
 		"--heartbeat-interval=50", "--election-timeout=500", "--log-level=info",
 	}
-	if os.Getenv("CAIRNTEST_LEAN_GRPC") == "true" {
-		// The suites again with the lean gRPC transport (make test).
-		args = append(args, "--experimental-lean-grpc")
+	if v := os.Getenv("CAIRNTEST_GRPC_SERVER"); v != "" {
+		// The suites again with another gRPC server transport (make
+		// test runs them with grpc-go's).
+		args = append(args, "--grpc-server="+v)
 	}
 	return append(args, c.Extra...)
 }
