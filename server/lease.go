@@ -93,7 +93,8 @@ func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 }
 
 // LeaseRenew renews a lease on the leader (forwarding to it from a
-// follower) and returns its TTL.
+// follower, in a batch with the other keep-alives forwarded meanwhile) and
+// returns its TTL.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	var ttl int64
 	err := s.onLeader(ctx,
@@ -101,13 +102,9 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 			ttl, err = s.renewLocal(ctx, id)
 			return err
 		},
-		func(ctx context.Context, urls []string) error {
-			resp := &pb.LeaseKeepAliveResponse{}
-			if err := s.forwardLease(ctx, urls, leaseKeepAlivePath, &pb.LeaseKeepAliveRequest{ID: id}, resp); err != nil {
-				return err
-			}
-			ttl = resp.TTL
-			return nil
+		func(ctx context.Context, urls []string) (err error) {
+			ttl, err = s.forwardRenew(ctx, urls, id)
+			return err
 		})
 	return ttl, err
 }

@@ -21,6 +21,8 @@ import (
 // a protobuf request body (LeaseKeepAliveRequest, LeaseTimeToLiveRequest),
 // answered with the protobuf response. 404 means the lease is not found;
 // 503 with leaseNotLeaderHeader means the member does not lead (any more).
+// Followers send keep-alives in batches to leaseKeepAlivesPath
+// (lease_batch.go); leaseKeepAlivePath answers one at a time.
 const (
 	leasePathPrefix      = "/leases/"
 	leaseKeepAlivePath   = "/leases/keepalive"
@@ -102,8 +104,11 @@ func (s *Server) forwardLease(ctx context.Context, urls []string, path string, r
 	}
 	var errs []error
 	for _, u := range urls {
-		err := s.postLease(ctx, u+path, body, resp)
-		if err == nil || errors.Is(err, lease.ErrLeaseNotFound) || errors.Is(err, errRetryLeader) {
+		b, err := s.postLease(ctx, u+path, body)
+		if err == nil {
+			return proto.Unmarshal(b, resp)
+		}
+		if errors.Is(err, lease.ErrLeaseNotFound) || errors.Is(err, errRetryLeader) {
 			return err
 		}
 		errs = append(errs, err)
@@ -115,31 +120,32 @@ func (s *Server) forwardLease(ctx context.Context, urls []string, path string, r
 	return errRetryLeader
 }
 
-func (s *Server) postLease(ctx context.Context, url string, body []byte, resp proto.Message) error {
+// postLease posts body to url and returns the answer's body.
+func (s *Server) postLease(ctx context.Context, url string, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/protobuf")
 	req.Header.Set(clusterIDHeader, strconv.FormatUint(s.cluster.ID(), 16))
 	hr, err := s.lease.client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer hr.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(hr.Body, maxLeaseBodyBytes))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch {
 	case hr.StatusCode == http.StatusOK:
-		return proto.Unmarshal(b, resp)
+		return b, nil
 	case hr.StatusCode == http.StatusNotFound:
-		return lease.ErrLeaseNotFound
+		return nil, lease.ErrLeaseNotFound
 	case hr.Header.Get(leaseNotLeaderHeader) != "":
-		return errRetryLeader
+		return nil, errRetryLeader
 	default:
-		return fmt.Errorf("server: %s: %s: %s", url, hr.Status, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("server: %s: %s: %s", url, hr.Status, bytes.TrimSpace(b))
 	}
 }
 
@@ -165,13 +171,22 @@ func (s *Server) serveLease(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case leaseKeepAlivePath:
 		resp, err = s.serveKeepAlive(ctx, body)
+	case leaseKeepAlivesPath:
+		var b []byte
+		b, err = s.serveKeepAlives(ctx, body)
+		writeLeaseAnswer(w, b, err)
+		return
 	case leaseTimeToLivePath:
 		resp, err = s.serveTimeToLive(ctx, body)
 	default:
 		http.NotFound(w, r)
 		return
 	}
-	s.writeLeaseAnswer(w, resp, err)
+	var b []byte
+	if err == nil {
+		b, err = proto.Marshal(resp)
+	}
+	writeLeaseAnswer(w, b, err)
 }
 
 func (s *Server) serveKeepAlive(ctx context.Context, body []byte) (proto.Message, error) {
@@ -206,7 +221,7 @@ func (s *Server) serveTimeToLive(ctx context.Context, body []byte) (proto.Messag
 	return resp, err
 }
 
-func (s *Server) writeLeaseAnswer(w http.ResponseWriter, resp proto.Message, err error) {
+func writeLeaseAnswer(w http.ResponseWriter, b []byte, err error) {
 	switch {
 	case errors.Is(err, lease.ErrLeaseNotFound):
 		http.Error(w, err.Error(), http.StatusNotFound)
@@ -216,11 +231,6 @@ func (s *Server) writeLeaseAnswer(w http.ResponseWriter, resp proto.Message, err
 		http.Error(w, "not the leader", http.StatusServiceUnavailable)
 		return
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	b, err := proto.Marshal(resp)
-	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-kv/cairn/lease"
@@ -93,4 +95,82 @@ func TestLeasesThroughFollowerAndSnapshot(t *testing.T) {
 	if _, ok := get(t, lagger, "lk", false); ok {
 		t.Error("revoking through the member that installed a state copy left the lease's key")
 	}
+}
+
+// TestConcurrentKeepAlivesThroughFollowerBatch sends many keep-alives at
+// once through a follower, for leases that exist and for IDs that do not:
+// each gets its own answer, and they reach the leader in fewer requests
+// than keep-alives.
+func TestConcurrentKeepAlivesThroughFollowerBatch(t *testing.T) {
+	c := newCluster(t, 3)
+	c.start()
+	leader := c.waitLeader()
+	var f *member
+	for _, m := range c.members {
+		if m != leader {
+			f = m
+			break
+		}
+	}
+	reg := prometheus.NewRegistry()
+	if err := f.srv.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ttls := map[int64]int64{}
+	for _, ttl := range []int64{30, 40, 50} {
+		g, err := leader.srv.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ttls[g.ID] = ttl
+		ttls[g.ID+1000] = 0 // never granted
+	}
+	const rounds = 20
+	type answer struct {
+		id, ttl int64
+		err     error
+	}
+	answers := make(chan answer, rounds*len(ttls))
+	var wg sync.WaitGroup
+	for range rounds {
+		for id := range ttls {
+			wg.Go(func() {
+				ttl, err := f.srv.LeaseRenew(ctx, id)
+				answers <- answer{id, ttl, err}
+			})
+		}
+	}
+	wg.Wait()
+	close(answers)
+	n := 0
+	for a := range answers {
+		n++
+		switch want := ttls[a.id]; {
+		case want == 0 && !errors.Is(a.err, lease.ErrLeaseNotFound):
+			t.Errorf("LeaseRenew(%x) of a lease never granted = %d, %v", a.id, a.ttl, a.err)
+		case want != 0 && (a.err != nil || a.ttl != want):
+			t.Errorf("LeaseRenew(%x) = %d, %v; want %d", a.id, a.ttl, a.err, want)
+		}
+	}
+	forwarded, batches := counter(t, reg, "cairn_lease_keepalives_forwarded_total"), counter(t, reg, "cairn_lease_keepalive_batches_total")
+	if forwarded != float64(n) || batches < 1 || batches >= forwarded {
+		t.Errorf("%d keep-alives through the follower: %v forwarded in %v requests, want all in fewer requests", n, forwarded, batches)
+	}
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

@@ -68,7 +68,16 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 			return s.backendSize(true)
 		}),
 	}
-	cs = append(cs, peerCollector{s})
+	cs = append(cs, peerCollector{s},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cairn_lease_keepalives_forwarded_total",
+			Help: "The keep-alives this member forwarded to the leader.",
+		}, func() float64 { return float64(s.renewals.forwarded.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cairn_lease_keepalive_batches_total",
+			Help: "The requests that carried the forwarded keep-alives to the leader.",
+		}, func() float64 { return float64(s.renewals.batches.Load()) }),
+	)
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return err

@@ -64,9 +64,11 @@ type Server struct {
 	tr          *transport.Transport
 	peers       []raft.Peer // bootstrap only
 
-	waits  *wait.Registry
-	lease  *leaseMember // set by the first openStore
-	reqIDs *idgen.Generator
+	waits *wait.Registry
+	lease *leaseMember // set by the first openStore
+	// renewals batches the keep-alives a follower forwards to the leader.
+	renewals renewBatcher
+	reqIDs   *idgen.Generator
 
 	applied atomic.Uint64
 	// handled is the index of the last entry the apply loop went through,
