@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -219,6 +220,12 @@ func (p *peer) writeLoop(ctx context.Context, cancel context.CancelCauseFunc, pw
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case m = <-p.queue:
+		}
+		if len(p.queue) == 0 {
+			// Let the goroutines about to send run first, so that their
+			// messages (a follower's forwarded proposals, arriving one per
+			// client request) leave in this batch.
+			runtime.Gosched()
 		}
 		var n int
 		buf, n = p.appendBatch(buf[:0], m)
