@@ -230,10 +230,47 @@ func (st *stream) decodeUnary(v any) error {
 }
 
 func (st *stream) decode(msg []byte, v any) error {
-	if err := st.c.s.codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(msg)}, v); err != nil {
+	var err error
+	if pm, ok := v.(proto.Message); ok {
+		err = proto.Unmarshal(msg, pm)
+	} else {
+		err = st.c.s.codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(msg)}, v)
+	}
+	if err != nil {
 		return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
 	}
 	return nil
+}
+
+// encode returns m as a gRPC message: the 5-byte prefix (uncompressed,
+// length), then m's encoding. A protobuf message is encoded straight after
+// the prefix; anything else goes through the registered codec.
+func (s *Server) encode(m any) ([]byte, error) {
+	var buf []byte
+	if pm, ok := m.(proto.Message); ok {
+		size := proto.Size(pm)
+		if size > s.opts.maxSend {
+			return nil, status.Errorf(codes.ResourceExhausted, "grpc: trying to send message larger than max (%d vs. %d)", size, s.opts.maxSend)
+		}
+		var err error
+		buf, err = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(make([]byte, 5, 5+size), pm)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
+		}
+	} else {
+		data, err := s.codec.Marshal(m)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
+		}
+		defer data.Free()
+		if data.Len() > s.opts.maxSend {
+			return nil, status.Errorf(codes.ResourceExhausted, "grpc: trying to send message larger than max (%d vs. %d)", data.Len(), s.opts.maxSend)
+		}
+		buf = make([]byte, 5+data.Len())
+		data.CopyTo(buf[5:])
+	}
+	binary.BigEndian.PutUint32(buf[1:5], uint32(len(buf)-5))
+	return buf, nil
 }
 
 // Context implements grpc.ServerStream.
@@ -292,18 +329,10 @@ func (st *stream) SendMsg(m any) error {
 	if err := st.ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
-	data, err := st.c.s.codec.Marshal(m)
+	buf, err := st.c.s.encode(m)
 	if err != nil {
-		return status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
+		return err
 	}
-	defer data.Free()
-	size := data.Len()
-	if size > st.c.s.opts.maxSend {
-		return status.Errorf(codes.ResourceExhausted, "grpc: trying to send message larger than max (%d vs. %d)", size, st.c.s.opts.maxSend)
-	}
-	buf := make([]byte, 5+size)
-	binary.BigEndian.PutUint32(buf[1:5], uint32(size))
-	data.CopyTo(buf[5:])
 	st.hmu.Lock()
 	if st.ended {
 		st.hmu.Unlock()
