@@ -398,6 +398,16 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 	c.mu.Lock()
 	c.streams[id] = st
 	c.mu.Unlock()
+	c.fcMu.Lock()
+	closed := c.closed
+	c.fcMu.Unlock()
+	if closed {
+		// close took the streams before this one was added: end it, or
+		// its handler would wait for messages that never come.
+		st.cancel(status.Error(codes.Unavailable, "connection closed"))
+		c.forget(st)
+		return nil
+	}
 	if f.StreamEnded() {
 		st.recvEnd(nil)
 	}

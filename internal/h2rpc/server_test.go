@@ -517,3 +517,37 @@ func FuzzServeConn(f *testing.F) {
 		s.Stop() // ends its idle workers
 	})
 }
+
+// TestStreamOpenedAsTheConnectionClosesEnds: headers read just after the
+// connection closed (a writer failed) open a stream that close did not see;
+// it must end at once, not run a handler that waits for messages forever.
+func TestStreamOpenedAsTheConnectionClosesEnds(t *testing.T) {
+	ts := &testService{canceled: make(chan error, 1)}
+	s := NewServer()
+	testpb.RegisterTestServiceServer(s, ts)
+	defer s.Stop()
+	client, server := net.Pipe()
+	defer client.Close()
+	c := newConn(s, server)
+	c.close(errors.New("a write failed"))
+	f := &http2.MetaHeadersFrame{
+		HeadersFrame: &http2.HeadersFrame{FrameHeader: http2.FrameHeader{Type: http2.FrameHeaders, StreamID: 1, Flags: http2.FlagHeadersEndHeaders}},
+		Fields: []hpack.HeaderField{
+			{Name: ":method", Value: "POST"}, {Name: ":path", Value: "/grpc.testing.TestService/FullDuplexCall"},
+			{Name: "content-type", Value: "application/grpc"},
+		},
+	}
+	if err := c.headers(f); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.stream(1); st != nil {
+		t.Fatal("a stream opened after the connection closed is among its streams, its handler waiting")
+	}
+	select {
+	case err := <-ts.canceled: // it may have run, as long as it ended
+		if err == nil {
+			t.Error("the handler's context ended without an error")
+		}
+	case <-time.After(200 * time.Millisecond):
+	}
+}
