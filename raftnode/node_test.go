@@ -296,16 +296,14 @@ func TestNewLeaderAfterLeaderIsolated(t *testing.T) {
 			rest = append(rest, m)
 		}
 	}
-	waitFor(t, "a new leader among the majority", func() bool {
-		for _, m := range rest {
-			if m.node.Status().IsLeader {
-				return true
-			}
-		}
-		return false
+	// The member that lost the election learns of the winner with its
+	// first message: wait for both to name it.
+	waitFor(t, "a new leader among the majority, known to both", func() bool {
+		l := rest[0].node.Leader()
+		return l != 0 && l != oldID && rest[1].node.Leader() == l
 	})
-	if l := rest[0].node.Leader(); l == oldID || l == 0 {
-		t.Fatalf("majority sees leader %d, want a new one (old %d)", l, oldID)
+	if l := rest[0].node.Leader(); !slices.ContainsFunc(rest, func(m *testMember) bool { return m.node.cfg.ID == l && m.node.Status().IsLeader }) {
+		t.Fatalf("majority sees leader %d, which is not one of them leading (old %d)", l, oldID)
 	}
 }
 
