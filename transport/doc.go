@@ -4,14 +4,15 @@
 //
 // # Protocol
 //
-// Everything is HTTP/2 without TLS (h2c, "prior knowledge"), using the
+// Requests are HTTP/2 without TLS (h2c, "prior knowledge"), using the
 // standard library's http.Protocols with SetUnencryptedHTTP2 on both the
-// client (our http.Transport) and the server (ConfigureServer). One TCP
-// connection to a peer multiplexes its streams and probes; snapshot transfers
-// use a second connection pool so a large transfer does not delay heartbeats.
-// TLS is a later addition (Config.TLS must be nil for now). PeerClient is
-// the same protocol for the server's own requests to peers (forwarded lease
-// requests), one shared connection per peer.
+// client (our http.Transport) and the server (ConfigureServer), except the
+// message streams, which upgrade an HTTP/1.1 request to a TCP connection of
+// their own (below). One TCP connection to a peer multiplexes its probes;
+// snapshot transfers use a second connection pool so a large transfer does
+// not delay the others. TLS is a later addition (Config.TLS must be nil for
+// now). PeerClient is the same protocol for the server's own requests to
+// peers (forwarded lease requests), one shared connection per peer.
 //
 // Every request carries three headers: X-Cairn-From (sender member ID),
 // X-Cairn-To (receiver member ID) and X-Cairn-Cluster-Id, all hex. The
@@ -31,18 +32,27 @@
 //
 // # Message streams
 //
-// For each peer, one goroutine keeps one long-lived POST /raft/stream open;
-// the request body is the stream of messages to the peer (each direction has
-// its own stream, opened by its sender). The receiver answers 200 at once,
-// then reads frames until the body ends; it never writes a response body, so
-// the end of the response is the end of the stream for the sender. Frames:
+// For each peer, one goroutine keeps one stream open: a TCP connection on
+// which it sends "POST /raft/stream" over HTTP/1.1 with "Connection:
+// Upgrade", "Upgrade: cairn-raft-stream" and X-Cairn-Keepalive (its
+// keep-alive interval, a Go duration). The receiver checks the request like
+// any other, answers "101 Switching Protocols", takes over the connection
+// and reads frames until it ends (each direction has its own stream, opened
+// by its sender). A request that does not upgrade is refused (400). Frames:
 //
 //	uint32 length | uint32 CRC-32C(payload) | payload (proto-marshalled raftpb.Message)
 //
 // big-endian, at most Config.MaxFrameSize (64 MiB) each; a larger header is
 // refused before any allocation and a large payload is allocated as it
-// arrives. Send never blocks: it puts messages in the peer's bounded queue
-// (QueueSize); on overflow, for an unknown peer or while the peer's stream is
+// arrives. A frame with an empty payload is a keep-alive, which the
+// sender sends every two DialTimeouts and the receiver answers with one
+// byte (the only bytes it writes): a sender with two keep-alives
+// unanswered, or a receiver that has read nothing for three intervals,
+// ends the stream. (The streams were HTTP/2 request bodies until the
+// upgrade saved each batch a pipe and three goroutine hand-offs; HTTP/2
+// pings guarded them.)
+//
+// Send never blocks: it puts messages in the peer's bounded queue (QueueSize); on overflow, for an unknown peer or while the peer's stream is
 // down it drops the message and calls Raft.ReportUnreachable. The peer
 // goroutine drains the queue into one write per batch (up to MaxBatch
 // messages). A write that does not finish within WriteTimeout, a refused or

@@ -46,9 +46,10 @@ func appendFrame(dst []byte, m *raftpb.Message, max int) ([]byte, error) {
 
 // frameDecoder reads frames from a stream. Not safe for concurrent use.
 type frameDecoder struct {
-	r   io.Reader
-	max int
-	buf []byte // reused payload buffer
+	r    io.Reader
+	max  int
+	buf  []byte // reused payload buffer
+	size int    // payload size of the last frame decoded (0: a keep-alive on a stream)
 }
 
 func newFrameDecoder(r io.Reader, max int) *frameDecoder {
@@ -76,6 +77,7 @@ func (d *frameDecoder) decode() (*raftpb.Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.size = int(n)
 	if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrFrameCorrupt)
 	}

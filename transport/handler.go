@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -14,6 +15,10 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 )
+
+// streamUpgrade is the protocol a message stream upgrades its HTTP/1.1
+// request to.
+const streamUpgrade = "cairn-raft-stream"
 
 // Paths served by Handler, all under PathPrefix.
 const (
@@ -30,6 +35,7 @@ const (
 	hdrClusterID = "X-Cairn-Cluster-Id" // cluster ID, hex
 	hdrMemberID  = "X-Cairn-Member-Id"  // responder's member ID, hex
 	hdrReject    = "X-Cairn-Reject"     // why a request was refused
+	hdrKeepalive = "X-Cairn-Keepalive"  // a stream's keep-alive interval (Go duration)
 )
 
 // Values of hdrReject.
@@ -141,23 +147,6 @@ func (t *Transport) rejection(peer uint64, resp *http.Response) error {
 	return e
 }
 
-// doWithTimeout sends req, canceling it if the response headers do not
-// arrive within DialTimeout.
-func (t *Transport) doWithTimeout(ctx context.Context, cancel context.CancelCauseFunc, c *http.Client, req *http.Request) (*http.Response, error) {
-	timer := time.AfterFunc(t.cfg.DialTimeout, func() {
-		cancel(fmt.Errorf("transport: no response from %s within %v", req.URL.Host, t.cfg.DialTimeout))
-	})
-	resp, err := c.Do(req)
-	timer.Stop()
-	if err != nil {
-		if c := context.Cause(ctx); c != nil {
-			return nil, c
-		}
-		return nil, err
-	}
-	return resp, nil
-}
-
 // serveContext returns a context ended by the request's end or by Stop, and
 // arranges for a blocked body read to fail when Stop is called.
 func (t *Transport) serveContext(w http.ResponseWriter, r *http.Request) (context.Context, func()) {
@@ -200,15 +189,31 @@ func (t *Transport) admit(w http.ResponseWriter, r *http.Request) (from uint64, 
 }
 
 func (t *Transport) handleStream(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor != 1 || !strings.EqualFold(r.Header.Get("Upgrade"), streamUpgrade) {
+		t.refuse(w, http.StatusBadRequest, rejectBad, "a stream request must upgrade to "+streamUpgrade+" over HTTP/1.1")
+		return
+	}
+	keepalive, err := time.ParseDuration(r.Header.Get(hdrKeepalive))
+	if err != nil || keepalive <= 0 {
+		t.refuse(w, http.StatusBadRequest, rejectBad, fmt.Sprintf("bad %s: %q", hdrKeepalive, r.Header.Get(hdrKeepalive)))
+		return
+	}
 	from, ctx, release, ok := t.admit(w, r)
 	if !ok {
 		return
 	}
 	defer release()
-	rc := http.NewResponseController(w)
-	_ = rc.EnableFullDuplex() // HTTP/1 only; HTTP/2 is always full duplex
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		t.log.Warn("cannot take over a stream's connection", "err", err)
+		return
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s: %x\r\n%s: %x\r\n\r\n",
+		streamUpgrade, hdrMemberID, t.cfg.LocalID, hdrClusterID, t.cfg.ClusterID)
+	if err := brw.Flush(); err != nil {
 		return
 	}
 	log := t.log.With("from", fmt.Sprintf("%x", from))
@@ -216,8 +221,16 @@ func (t *Transport) handleStream(w http.ResponseWriter, r *http.Request) {
 	received := t.receivedCounter(from)
 	props := t.proposalForwarder(ctx, log, received)
 	defer props.stop()
-	dec := newFrameDecoder(r.Body, t.cfg.MaxFrameSize)
+	dec := newFrameDecoder(brw.Reader, t.cfg.MaxFrameSize)
+	// The sender sends a keep-alive frame every keepalive: silent for
+	// three, it is gone (paused, partitioned) and the stream ends.
+	silent := 3 * keepalive
+	var deadline time.Time
 	for {
+		if now := time.Now(); deadline.Sub(now) < silent/2 {
+			deadline = now.Add(silent)
+			conn.SetReadDeadline(deadline)
+		}
 		m, err := dec.decode()
 		if err != nil {
 			switch {
@@ -225,10 +238,21 @@ func (t *Transport) handleStream(w http.ResponseWriter, r *http.Request) {
 				log.Info("stream from peer closed", "err", context.Cause(ctx), "received", received.Load())
 			case errors.Is(err, io.EOF):
 				log.Info("stream from peer ended by the peer", "received", received.Load())
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				log.Warn("stream from peer ended: the peer was silent", "for", silent, "received", received.Load())
 			default:
 				log.Warn("stream from peer ended", "err", err, "received", received.Load())
 			}
 			return
+		}
+		if dec.size == 0 {
+			// A keep-alive: answer it.
+			conn.SetWriteDeadline(time.Now().Add(keepalive))
+			if _, err := conn.Write([]byte{0}); err != nil {
+				log.Warn("stream from peer ended: cannot answer its keep-alive", "err", err, "received", received.Load())
+				return
+			}
+			continue
 		}
 		if t.cfg.Raft.IsIDRemoved(from) {
 			// The sender was removed while its stream was open: end the

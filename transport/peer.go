@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -160,6 +162,13 @@ func (p *peer) logFailure(err error) {
 
 // stream opens one stream and writes batches to it until it fails. connected
 // reports whether the peer accepted the stream.
+//
+// The stream is a TCP connection of its own: an HTTP/1.1 POST to
+// pathStream asking to upgrade to streamUpgrade, answered 101, after which
+// this side writes frames and the receiver writes one byte per keep-alive
+// frame, nothing else. (It was a POST body over HTTP/2; each batch then
+// passed through a pipe and net/http's writer goroutine here, and its
+// reader and handler goroutines on the receiver.)
 func (p *peer) stream() (connected bool, err error) {
 	ctx, cancel := context.WithCancelCause(p.ctx)
 	defer cancel(nil)
@@ -168,83 +177,135 @@ func (p *peer) stream() (connected bool, err error) {
 	p.streamCancel = func() { cancel(errors.New("transport: peer URLs changed")) }
 	p.mu.Unlock()
 
-	pr, pw := io.Pipe()
-	stopPipe := context.AfterFunc(ctx, func() { pr.CloseWithError(context.Cause(ctx)) })
-	defer stopPipe()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+pathStream, pr)
+	req, err := http.NewRequest(http.MethodPost, url+pathStream, nil)
 	if err != nil {
 		return false, err
 	}
 	p.t.setHeaders(req.Header, p.id)
-	resp, err := p.t.doWithTimeout(ctx, cancel, p.t.streamClient, req)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", streamUpgrade)
+	req.Header.Set(hdrKeepalive, p.t.keepaliveInterval().String())
+	d := &net.Dialer{Timeout: p.t.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", req.URL.Host)
 	if err != nil {
 		return false, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	conn := p.t.conns.add(nc)
+	defer conn.Close()
+	// Ending the stream's context (Stop, removal, URL change, failure)
+	// closes the connection, which wakes a blocked write or read.
+	stopConn := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stopConn()
+	conn.SetDeadline(time.Now().Add(p.t.cfg.DialTimeout))
+	br := bufio.NewReaderSize(conn, 512)
+	resp, err := p.upgrade(conn, br, req)
+	if err != nil {
+		if c := context.Cause(ctx); c != nil {
+			return false, c
+		}
+		return false, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
 		return false, p.t.rejection(p.id, resp)
 	}
-	// Once the response headers are in, canceling the request context no
-	// longer aborts an HTTP/2 stream: a body write waiting for flow control
-	// and the body read below would both wait for the peer. Closing the
-	// response body aborts the stream and wakes both, so do it as soon as
-	// the stream's context ends (write timeout, URL change, Stop, failure).
-	stopBody := context.AfterFunc(ctx, func() { resp.Body.Close() })
-	defer stopBody()
+	conn.SetDeadline(time.Time{})
 	p.down.Store(false)
 	p.setActive(true, nil)
 	p.t.log.Info("stream to peer established", "peer", fmt.Sprintf("%x", p.id), "url", url)
 
-	// The receiver never writes a body: its end is the end of the stream.
+	// The receiver writes only its keep-alive answers; the end of its side
+	// is the end of the stream.
+	var answered atomic.Uint64
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		_, err := io.Copy(io.Discard, resp.Body)
-		if err == nil {
-			err = errStreamClosed
+		var b [64]byte
+		for {
+			n, err := br.Read(b[:])
+			answered.Add(uint64(n))
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = errStreamClosed
+				}
+				cancel(err)
+				return
+			}
 		}
-		cancel(err)
 	}()
 	defer func() { cancel(nil); <-watchDone }()
-	return true, p.writeLoop(ctx, cancel, pw)
+	return true, p.writeLoop(ctx, conn, &answered)
 }
 
-// writeLoop drains the queue into batched writes until ctx ends or a write
-// fails.
-func (p *peer) writeLoop(ctx context.Context, cancel context.CancelCauseFunc, pw *io.PipeWriter) error {
-	bw := bufio.NewWriterSize(pw, 64<<10)
+// upgrade sends the stream request on conn and reads the answer.
+func (p *peer) upgrade(conn net.Conn, br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	if err := req.Write(conn); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return nil, fmt.Errorf("transport: no answer to the stream request from %s: %w", req.URL.Host, err)
+	}
+	return resp, nil
+}
+
+// keepaliveFrame is an empty frame: length 0, the CRC-32C of nothing (0).
+var keepaliveFrame = make([]byte, frameHeaderSize)
+
+// keepaliveInterval is how often a stream's sender sends a keep-alive frame.
+// A receiver that has answered none of the last two is taken for gone, and
+// a sender silent for three intervals too (as the HTTP/2 pings that
+// guarded these streams before: two DialTimeouts to ping, two to answer).
+func (t *Transport) keepaliveInterval() time.Duration { return 2 * t.cfg.DialTimeout }
+
+// writeLoop drains the queue into batched writes, and sends a keep-alive
+// frame every keepaliveInterval, until ctx ends or a write fails; answered
+// counts the receiver's answers to keep-alives.
+func (p *peer) writeLoop(ctx context.Context, conn net.Conn, answered *atomic.Uint64) error {
+	bw := bufio.NewWriterSize(conn, 64<<10)
+	interval := p.t.keepaliveInterval()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	var buf []byte
+	var pings uint64
 	for {
-		var m *raftpb.Message
+		n := 0
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
-		case m = <-p.queue:
+		case <-tick.C:
+			if answered.Load()+1 < pings {
+				return fmt.Errorf("transport: peer %x answered no keep-alive for %v", p.id, 2*interval)
+			}
+			pings++
+			buf = append(buf[:0], keepaliveFrame...)
+		case m := <-p.queue:
+			if len(p.queue) == 0 {
+				// Let the goroutines about to send run first, so that
+				// their messages (a follower's forwarded proposals,
+				// arriving one per client request) leave in this batch.
+				runtime.Gosched()
+			}
+			buf, n = p.appendBatch(buf[:0], m)
 		}
-		if len(p.queue) == 0 {
-			// Let the goroutines about to send run first, so that their
-			// messages (a follower's forwarded proposals, arriving one per
-			// client request) leave in this batch.
-			runtime.Gosched()
-		}
-		var n int
-		buf, n = p.appendBatch(buf[:0], m)
-		timer := time.AfterFunc(p.t.cfg.WriteTimeout, func() {
-			cancel(fmt.Errorf("transport: write to peer %x timed out after %v", p.id, p.t.cfg.WriteTimeout))
-		})
+		conn.SetWriteDeadline(time.Now().Add(p.t.cfg.WriteTimeout))
 		_, err := bw.Write(buf)
 		if err == nil {
 			err = bw.Flush()
 		}
-		timer.Stop()
 		if err != nil {
 			if c := context.Cause(ctx); c != nil {
-				err = c
+				return c
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("transport: write to peer %x timed out after %v", p.id, p.t.cfg.WriteTimeout)
 			}
 			return err
 		}
-		p.sentMsgs.Add(uint64(n))
-		p.sentBatches.Add(1)
+		if n > 0 {
+			p.sentMsgs.Add(uint64(n))
+			p.sentBatches.Add(1)
+		}
 		if cap(buf) > 4<<20 {
 			buf = nil
 		}

@@ -10,12 +10,12 @@ import (
 )
 
 // A peer that stops reading (its raft is stuck, its process paused) makes
-// our writes wait for HTTP/2 flow control. After WriteTimeout the stream must
-// be torn down and re-dialed, even while the peer still does not read: a
-// canceled request context alone does not abort an HTTP/2 stream whose
-// response headers arrived, and the stream goroutine used to wait forever
-// for a body read that only closing the body ends (bug 1 in ROBUSTNESS.md:
-// a paused member never heard from the new leader).
+// our writes wait once the socket buffers are full. After WriteTimeout the
+// stream must be torn down and re-dialed, even while the peer still does
+// not read (bug 1 in ROBUSTNESS.md, when streams were HTTP/2 request
+// bodies: the stream goroutine waited forever for a body read that only
+// closing the body ended, and a paused member never heard from the new
+// leader).
 func TestStalledPeerStreamIsTornDownAfterWriteTimeout(t *testing.T) {
 	checkGoroutines(t)
 	gate := make(chan struct{})
