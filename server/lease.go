@@ -109,19 +109,16 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	return ttl, err
 }
 
-// renewLocal renews on this member, the primary lessor. A lease unknown
-// here may be granted and committed but not yet applied: after a
-// linearizable read point it is known if it exists.
+// renewLocal renews one lease on this member (renewLocalBatch).
 func (s *Server) renewLocal(ctx context.Context, id int64) (int64, error) {
-	l := s.lease.lessor
-	ttl, err := l.Renew(id)
-	if _, known := l.Lookup(id); errors.Is(err, lease.ErrLeaseNotFound) && !known {
-		if err := s.LinearizableReadNotify(ctx); err != nil {
-			return 0, err
-		}
-		ttl, err = l.Renew(id)
+	ids, ttls := [1]int64{id}, [1]int64{}
+	if err := s.renewLocalBatch(ctx, ids[:], ttls[:]); err != nil {
+		return 0, err
 	}
-	return ttl, err
+	if ttls[0] == renewNotFound {
+		return 0, lease.ErrLeaseNotFound
+	}
+	return ttls[0], nil
 }
 
 // LeaseTimeToLive reports a lease's remaining and granted TTL as the leader

@@ -21,7 +21,7 @@ import (
 // The body is the lease IDs, each a protobuf varint (as an int64 field
 // encodes it). The answer, with status 200, has one varint per ID in the
 // same order: the renewed TTL, or -1 if the leader has no such lease. Any
-// other status answers for the whole batch, as for leaseKeepAlivePath.
+// other status answers for the whole batch, as for leaseTimeToLivePath.
 const (
 	leaseKeepAlivesPath = "/leases/keepalives"
 	// maxRenewBatch bounds the IDs of one batch (10 bytes each at most,
@@ -176,9 +176,11 @@ func (s *Server) serveKeepAlives(ctx context.Context, body []byte) ([]byte, erro
 	return out, nil
 }
 
-// renewLocalBatch is renewLocal for each of ids, setting ttls[i] to the TTL
-// or renewNotFound; the leases not known here wait for one linearizable
-// read point between them.
+// renewLocalBatch renews each of ids on this member, the primary lessor,
+// setting ttls[i] to the TTL or renewNotFound. A lease unknown here may be
+// granted and committed but not yet applied: the unknown ones are renewed
+// again after one linearizable read point, when they are known if they
+// exist.
 func (s *Server) renewLocalBatch(ctx context.Context, ids []int64, ttls []int64) error {
 	l := s.lease.lessor
 	var unknown []int

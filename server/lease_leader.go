@@ -18,14 +18,12 @@ import (
 )
 
 // Peer-port endpoints that a follower forwards lease requests to: POST with
-// a protobuf request body (LeaseKeepAliveRequest, LeaseTimeToLiveRequest),
-// answered with the protobuf response. 404 means the lease is not found;
-// 503 with leaseNotLeaderHeader means the member does not lead (any more).
-// Followers send keep-alives in batches to leaseKeepAlivesPath
-// (lease_batch.go); leaseKeepAlivePath answers one at a time.
+// a protobuf LeaseTimeToLiveRequest body, answered with the protobuf
+// response, and keep-alives in batches (leaseKeepAlivesPath, lease_batch.go).
+// 404 means the lease is not found; 503 with leaseNotLeaderHeader means the
+// member does not lead (any more).
 const (
 	leasePathPrefix      = "/leases/"
-	leaseKeepAlivePath   = "/leases/keepalive"
 	leaseTimeToLivePath  = "/leases/timetolive"
 	leaseNotLeaderHeader = "X-Cairn-Lease-Not-Leader"
 	clusterIDHeader      = "X-Cairn-Cluster-ID"
@@ -167,45 +165,20 @@ func (s *Server) serveLease(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.withRequestTimeout(r.Context())
 	defer cancel()
-	var resp proto.Message
+	var b []byte
 	switch r.URL.Path {
-	case leaseKeepAlivePath:
-		resp, err = s.serveKeepAlive(ctx, body)
 	case leaseKeepAlivesPath:
-		var b []byte
 		b, err = s.serveKeepAlives(ctx, body)
-		writeLeaseAnswer(w, b, err)
-		return
 	case leaseTimeToLivePath:
-		resp, err = s.serveTimeToLive(ctx, body)
+		b, err = s.serveTimeToLive(ctx, body)
 	default:
 		http.NotFound(w, r)
 		return
 	}
-	var b []byte
-	if err == nil {
-		b, err = proto.Marshal(resp)
-	}
 	writeLeaseAnswer(w, b, err)
 }
 
-func (s *Server) serveKeepAlive(ctx context.Context, body []byte) (proto.Message, error) {
-	req := &pb.LeaseKeepAliveRequest{}
-	if err := proto.Unmarshal(body, req); err != nil {
-		return nil, err
-	}
-	if s.node.Leader() != s.id {
-		return nil, errRetryLeader
-	}
-	resp := &pb.LeaseKeepAliveResponse{ID: req.ID}
-	err := s.onPrimary(ctx, s.node.LeaderChanged(), func(ctx context.Context) (err error) {
-		resp.TTL, err = s.renewLocal(ctx, req.ID)
-		return err
-	})
-	return resp, err
-}
-
-func (s *Server) serveTimeToLive(ctx context.Context, body []byte) (proto.Message, error) {
+func (s *Server) serveTimeToLive(ctx context.Context, body []byte) ([]byte, error) {
 	req := &pb.LeaseTimeToLiveRequest{}
 	if err := proto.Unmarshal(body, req); err != nil {
 		return nil, err
@@ -218,7 +191,10 @@ func (s *Server) serveTimeToLive(ctx context.Context, body []byte) (proto.Messag
 		resp, err = s.timeToLiveLocal(ctx, req)
 		return err
 	})
-	return resp, err
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(resp)
 }
 
 func writeLeaseAnswer(w http.ResponseWriter, b []byte, err error) {

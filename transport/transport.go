@@ -118,7 +118,7 @@ type Transport struct {
 	ctx    context.Context // canceled by Stop
 	cancel context.CancelFunc
 
-	streamClient *http.Client // message streams and probes
+	streamClient *http.Client // probes (message streams have connections of their own)
 	snapClient   *http.Client // snapshot transfers, on connections of their own
 	conns        *connSet
 
