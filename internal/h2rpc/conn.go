@@ -17,7 +17,6 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
@@ -48,6 +47,10 @@ type conn struct {
 
 	br *bufio.Reader
 	fr *http2.Framer
+	// The reader's header decoding (headers.go): the decoder, and the
+	// request whose header block it is reading.
+	hdec *hpack.Decoder
+	rh   reqHeaders
 
 	wmu     sync.Mutex // guards bw, the framer's writing side, henc, hbuf, werr
 	bw      *bufio.Writer
@@ -93,9 +96,9 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 	c.fcCond = sync.NewCond(&c.fcMu)
 	c.fr = http2.NewFramer(c.bw, c.br)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = maxHeaderList
 	c.fr.SetReuseFrames()
+	c.hdec = hpack.NewDecoder(4096, c.field)
+	c.hdec.SetMaxStringLength(maxHeaderList)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	return c
 }
@@ -246,8 +249,10 @@ func (c *conn) handleFrame(f http2.Frame) error {
 		return c.write(func() error { return c.fr.WritePing(true, data) })
 	case *http2.WindowUpdateFrame:
 		return c.windowUpdate(f.StreamID, int64(f.Increment))
-	case *http2.MetaHeadersFrame:
-		return c.headers(f)
+	case *http2.HeadersFrame:
+		return c.beginHeaders(f)
+	case *http2.ContinuationFrame:
+		return c.headerFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 	case *http2.DataFrame:
 		return c.data(f)
 	case *http2.RSTStreamFrame:
@@ -317,9 +322,9 @@ func (c *conn) stream(id uint32) *stream {
 	return c.streams[id]
 }
 
-// headers opens a stream for a request's headers.
-func (c *conn) headers(f *http2.MetaHeadersFrame) error {
-	id := f.StreamID
+// headers opens a stream for a request whose header block was read.
+func (c *conn) headers(h *reqHeaders) error {
+	id := h.id
 	if id%2 == 0 || id <= c.lastSeen() {
 		if st := c.stream(id); st != nil {
 			// Trailers from the client: gRPC has none; end its side.
@@ -337,50 +342,16 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 		c.resetStream(id, http2.ErrCodeRefusedStream)
 		return nil
 	}
-	var path, ctype string
-	var timeout time.Duration
-	var hasTimeout bool
-	md := metadata.MD{}
-	for _, h := range f.RegularFields() {
-		switch h.Name {
-		case "content-type":
-			ctype = h.Value
-		case "grpc-timeout":
-			d, err := parseTimeout(h.Value)
-			if err != nil {
-				return c.refuse(id, status.Errorf(codes.Internal, "malformed grpc-timeout: %v", err))
-			}
-			timeout, hasTimeout = d, true
-		case "grpc-encoding":
-			if h.Value != "identity" {
-				return c.refuse(id, status.Errorf(codes.Unimplemented, "grpc: Decompressor is not installed for grpc-encoding %q", h.Value))
-			}
-		case "te", "grpc-accept-encoding", "grpc-message-type", "connection":
-			// The transport's own; not metadata.
-		default:
-			if strings.HasSuffix(h.Name, "-bin") {
-				v, err := decodeBinHeader(h.Value)
-				if err != nil {
-					return c.refuse(id, status.Errorf(codes.Internal, "malformed binary metadata %q", h.Name))
-				}
-				md.Append(h.Name, v)
-			} else {
-				md.Append(h.Name, h.Value)
-			}
-		}
+	if h.truncated {
+		return c.refuse(id, status.Errorf(codes.Internal, "header list larger than %d bytes", maxHeaderList))
 	}
-	for _, h := range f.PseudoFields() {
-		switch h.Name {
-		case ":path":
-			path = h.Value
-		case ":authority":
-			md.Append(":authority", h.Value)
-		case ":method":
-			if h.Value != "POST" {
-				return c.refuse(id, status.Errorf(codes.Internal, "method %q is not POST", h.Value))
-			}
-		}
+	if h.refusal != nil {
+		return c.refuse(id, h.refusal)
 	}
+	if h.method != "POST" {
+		return c.refuse(id, status.Errorf(codes.Internal, "method %q is not POST", h.method))
+	}
+	path, ctype := h.path, h.ctype
 	if !strings.HasPrefix(ctype, "application/grpc") {
 		// Not gRPC: answer as HTTP would.
 		c.resetStream(id, http2.ErrCodeRefusedStream)
@@ -391,7 +362,7 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 		// A request body that follows is dropped: the stream is not kept.
 		return c.refuse(id, err)
 	}
-	st := newStream(c, id, path, m, md, timeout, hasTimeout)
+	st := newStream(c, id, path, m, h)
 	c.fcMu.Lock()
 	st.sendWindow = c.initWindow
 	c.fcMu.Unlock()
@@ -408,10 +379,10 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 		c.forget(st)
 		return nil
 	}
-	if f.StreamEnded() {
+	if h.endStream {
 		st.recvEnd(nil)
 	}
-	if m.stream != nil || f.StreamEnded() {
+	if m.stream != nil || h.endStream {
 		st.start()
 	}
 	return nil

@@ -24,6 +24,16 @@
 // that the calls about to write run first and their responses (or a
 // watch's events from many streams) leave in one system call.
 //
+// The reader decodes a request's header block itself, field by field as
+// the HPACK decoder emits them (headers.go), checking each as x/net's
+// framer would (pseudo-header fields first, each once; valid names and
+// values; the header list within 16 KiB) and filing it into the request;
+// the framer's own decoding collected them into a new slice per request
+// first. A handler's context answers gRPC's metadata, peer and stream
+// lookups from the stream itself and builds the metadata map only if it
+// is read (ctx.go); should a gRPC release look them up differently, it
+// falls back to context.WithValue.
+//
 // Flow control (RFC 9113, 6.9) both ways: responses wait for the client's
 // connection and stream windows; this server grants 16 MiB for the
 // connection (back as it reads) and 1 MiB per stream, back as a unary

@@ -31,6 +31,7 @@ type testService struct {
 	block    chan struct{} // UnaryCall with payload "block" waits for it
 	canceled chan error    // FullDuplexCall reports its context's end
 	deadline chan time.Duration
+	md       chan metadata.MD // UnaryCall reports its incoming metadata
 	inFlight atomic.Int32
 }
 
@@ -45,6 +46,9 @@ func (ts *testService) UnaryCall(ctx context.Context, r *testpb.SimpleRequest) (
 		ts.deadline <- time.Until(d)
 	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if ts.md != nil {
+			ts.md <- md
+		}
 		if v := md.Get("echo"); len(v) > 0 {
 			grpc.SetHeader(ctx, metadata.Pairs("echo-header", v[0]))
 			grpc.SetTrailer(ctx, metadata.Pairs("echo-trailer", v[0], "echo-bin", "\x00\xff"+v[0]))
@@ -530,14 +534,8 @@ func TestStreamOpenedAsTheConnectionClosesEnds(t *testing.T) {
 	defer client.Close()
 	c := newConn(s, server)
 	c.close(errors.New("a write failed"))
-	f := &http2.MetaHeadersFrame{
-		HeadersFrame: &http2.HeadersFrame{FrameHeader: http2.FrameHeader{Type: http2.FrameHeaders, StreamID: 1, Flags: http2.FlagHeadersEndHeaders}},
-		Fields: []hpack.HeaderField{
-			{Name: ":method", Value: "POST"}, {Name: ":path", Value: "/grpc.testing.TestService/FullDuplexCall"},
-			{Name: "content-type", Value: "application/grpc"},
-		},
-	}
-	if err := c.headers(f); err != nil {
+	h := &reqHeaders{id: 1, method: "POST", path: "/grpc.testing.TestService/FullDuplexCall", ctype: "application/grpc"}
+	if err := c.headers(h); err != nil {
 		t.Fatal(err)
 	}
 	if st := c.stream(1); st != nil {
@@ -550,4 +548,39 @@ func TestStreamOpenedAsTheConnectionClosesEnds(t *testing.T) {
 		}
 	case <-time.After(200 * time.Millisecond):
 	}
+}
+
+// BenchmarkUnaryCall runs small unary calls from a grpc-go client over
+// loopback, in parallel; the allocations include the client's.
+func BenchmarkUnaryCall(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := NewServer()
+	testpb.RegisterTestServiceServer(s, &testService{})
+	go s.Serve(ln)
+	defer s.Stop()
+	cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	c := testpb.NewTestServiceClient(cc)
+	req := &testpb.SimpleRequest{ResponseSize: 64, Payload: &testpb.Payload{Body: []byte("key")}}
+	if _, err := c.UnaryCall(context.Background(), req); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if _, err := c.UnaryCall(ctx, req); err != nil {
+				b.Error(err)
+			}
+			cancel()
+		}
+	})
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"strconv"
 	"sync"
-	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -28,16 +27,20 @@ type stream struct {
 	path   string
 	m      *method
 	ctx    context.Context
-	cancel func(error)
+	sctx   streamCtx // ctx, when lazyContext
+	mdf    mdFields  // the request's metadata
+	mdOnce mdOnce
+	// stop cancels ctx: the client's deadline passed or the stream ended.
+	stop context.CancelFunc
 
 	// Receiving; guarded by rmu.
 	rmu     sync.Mutex
-	rcond   *sync.Cond
-	rbuf    []byte   // bytes of a message not yet complete
-	msgs    [][]byte // complete messages, oldest first
-	rend    bool     // the client ended its side
-	rerr    error    // the stream failed
-	unacked int      // bytes consumed and not yet granted back
+	rcond   sync.Cond // on rmu
+	rbuf    []byte    // bytes of a message not yet complete
+	msgs    [][]byte  // complete messages, oldest first
+	rend    bool      // the client ended its side
+	rerr    error     // the stream failed
+	unacked int       // bytes consumed and not yet granted back
 	started bool
 	startMu sync.Mutex
 	running bool // a unary call counted in c.unary; set by start
@@ -51,31 +54,43 @@ type stream struct {
 	ended      bool
 }
 
-func newStream(c *conn, id uint32, path string, m *method, md metadata.MD, timeout time.Duration, hasTimeout bool) *stream {
-	st := &stream{c: c, id: id, path: path, m: m}
-	st.rcond = sync.NewCond(&st.rmu)
-	ctx := metadata.NewIncomingContext(c.ctx, md)
-	ctx = peer.NewContext(ctx, c.peer)
-	var cancelTimeout context.CancelFunc = func() {}
-	if hasTimeout {
-		ctx, cancelTimeout = context.WithTimeout(ctx, timeout)
+func newStream(c *conn, id uint32, path string, m *method, h *reqHeaders) *stream {
+	st := &stream{c: c, id: id, path: path, m: m, mdf: h.md}
+	st.rcond.L = &st.rmu
+	// One cancelable context: the client's deadline, if it sent one, and
+	// the stream's end. Why the stream ended is st.rerr.
+	ctx := c.ctx
+	if !lazyContext {
+		ctx = metadata.NewIncomingContext(ctx, st.mdf.md())
+		ctx = peer.NewContext(ctx, c.peer)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	st.cancel = func(err error) {
-		cancel(err)
-		cancelTimeout()
-		st.rmu.Lock()
-		if st.rerr == nil {
-			st.rerr = err
-			if err == nil {
-				st.rerr = context.Canceled
-			}
-		}
-		st.rcond.Broadcast()
-		st.rmu.Unlock()
+	if h.hasTimeout {
+		ctx, st.stop = context.WithTimeout(ctx, h.timeout)
+	} else {
+		ctx, st.stop = context.WithCancel(ctx)
 	}
-	st.ctx = grpc.NewContextWithServerTransportStream(ctx, transportStream{st})
+	if lazyContext {
+		st.sctx = streamCtx{Context: ctx, st: st}
+		st.ctx = &st.sctx
+	} else {
+		st.ctx = grpc.NewContextWithServerTransportStream(ctx, transportStream{st})
+	}
 	return st
+}
+
+// cancel ends the stream's context and its receiving side with err (nil:
+// context.Canceled), unless it failed already.
+func (st *stream) cancel(err error) {
+	st.stop()
+	st.rmu.Lock()
+	if st.rerr == nil {
+		st.rerr = err
+		if err == nil {
+			st.rerr = context.Canceled
+		}
+	}
+	st.rcond.Broadcast()
+	st.rmu.Unlock()
 }
 
 // transportStream is st as grpc.SetHeader, grpc.SendHeader and
