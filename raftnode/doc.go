@@ -25,7 +25,15 @@
 // check) back. For every Ready it:
 //
 //  1. publishes the soft state (leader, role) and read states (ReadIndex);
-//  2. queues an [Apply] batch (committed entries, an incoming snapshot) for
+//  2. if this member leads, sends the outgoing messages now, before it
+//     applies (a commit index it advances reaches the followers, which
+//     apply meanwhile) and before its own fsync (Raft thesis 10.2.1: the
+//     leader's own log write counts toward the quorum only once it is
+//     durable, so sending early is safe); a follower
+//     sends the requests it forwards to the leader (MsgProp, MsgReadIndex)
+//     now too, since they acknowledge nothing, so a client's write on a
+//     follower does not wait for that follower's fsync to reach the leader;
+//  3. queues an [Apply] batch (committed entries, an incoming snapshot) for
 //     the apply goroutine, which runs concurrently with the rest of the loop;
 //     if earlier Readies already made every committed entry durable (always
 //     on the leader), the batch's Persisted channel is closed at once, so
@@ -35,12 +43,6 @@
 //     batch queued before was applied, the loop first offers it to
 //     [Config.ApplyInline], which may apply it on the loop itself: a lone
 //     client's write then skips the hand-off to the apply goroutine;
-//  3. if this member leads, sends the outgoing messages now, before its own
-//     fsync (Raft thesis 10.2.1: the leader's own log write counts toward the
-//     quorum only once it is durable, so sending early is safe); a follower
-//     sends the requests it forwards to the leader (MsgProp, MsgReadIndex)
-//     now too, since they acknowledge nothing, so a client's write on a
-//     follower does not wait for that follower's fsync to reach the leader;
 //  4. persists: an incoming snapshot's marker, then hard state and entries in
 //     one WAL call with one fsync; appends the entries to the in-memory
 //     raft.MemoryStorage and installs an incoming snapshot there;

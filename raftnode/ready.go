@@ -86,6 +86,20 @@ func (n *Node) handleReady(rd *raft.Ready, isLeader bool) bool {
 		}
 	}
 
+	// The leader sends before it applies: a commit index it advances
+	// reaches the followers, which apply (and answer their clients' writes)
+	// meanwhile, instead of after the leader's own apply on this loop.
+	msgs := rd.Messages
+	if isLeader {
+		n.send(msgs)
+	} else {
+		// Requests a follower forwards to the leader acknowledge nothing
+		// this Ready persists: they need not wait for its fsync.
+		var early []*raftpb.Message
+		early, msgs = splitRequests(msgs)
+		n.send(early)
+	}
+
 	persisted := make(chan struct{})
 	applied := make(chan struct{})
 	hasSnap := !raft.IsEmptySnap(rd.Snapshot)
@@ -109,16 +123,6 @@ func (n *Node) handleReady(rd *raft.Ready, isLeader bool) bool {
 		close(applied)
 	}
 
-	msgs := rd.Messages
-	if isLeader {
-		n.send(msgs)
-	} else {
-		// Requests a follower forwards to the leader acknowledge nothing
-		// this Ready persists: they need not wait for its fsync.
-		var early []*raftpb.Message
-		early, msgs = splitRequests(msgs)
-		n.send(early)
-	}
 	if err := n.persist(rd); err != nil {
 		close(persisted)
 		n.fatal(err)
