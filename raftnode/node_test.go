@@ -117,6 +117,9 @@ type testMember struct {
 	offers, inlined atomic.Int64
 	// dropped receives what Config.Dropped reports: data and error.
 	dropped chan droppedProp
+	// inlineHook, if set, makes applyInline take every offer and call it
+	// before applying.
+	inlineHook atomic.Pointer[func(*Apply)]
 }
 
 type droppedProp struct {
@@ -141,6 +144,11 @@ func (tm *testMember) applyLoop() {
 
 // applyInline is Config.ApplyInline: it applies every other batch offered.
 func (tm *testMember) applyInline(ap *Apply) bool {
+	if hook := tm.inlineHook.Load(); hook != nil {
+		(*hook)(ap)
+		tm.apply(ap)
+		return true
+	}
 	if tm.offers.Add(1)%2 == 0 {
 		return false
 	}
@@ -1012,5 +1020,57 @@ func TestStepDropsAnEmptyProposalFromAPeer(t *testing.T) {
 	}
 	for _, m := range members {
 		waitFor(t, "the proposal after the empty ones applied", func() bool { return slices.Contains(m.appliedData(), "after") })
+	}
+}
+
+// TestLeaderSendsCommitBeforeItAppliesInline: while the leader applies a
+// committed entry on its Ready loop, the followers must already have been
+// sent the commit index (they apply the entry meanwhile), not only once the
+// leader's apply returns.
+func TestLeaderSendsCommitBeforeItAppliesInline(t *testing.T) {
+	// An election timeout of 500-1000 ms: while the hook below holds the
+	// leader's loop (no heartbeats), no follower campaigns and commits x
+	// under a new leader.
+	_, members := startClusterOpts(t, 3, 100, true)
+	leader := waitLeader(t, members)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The leader's first entry of its term, applied before the hook is set.
+	if err := leader.node.Propose(ctx, []byte("e0")); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		waitFor(t, "e0 applied", func() bool { return slices.Contains(m.appliedData(), "e0") })
+	}
+	seen := make(chan bool, 1)
+	hook := func(ap *Apply) {
+		if !slices.ContainsFunc(ap.Entries, func(e *raftpb.Entry) bool { return string(e.GetData()) == "x" }) {
+			return
+		}
+		// The Ready loop waits here: a follower applies x only if the
+		// commit index already left.
+		deadline := time.Now().Add(300 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			for _, m := range members {
+				if m != leader && slices.Contains(m.appliedData(), "x") {
+					seen <- true
+					return
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+		seen <- false
+	}
+	leader.inlineHook.Store(&hook)
+	if err := leader.node.Propose(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ok := <-seen:
+		if !ok {
+			t.Fatal("no follower applied x while the leader applied it inline: the commit index waited for the leader's apply")
+		}
+	case <-ctx.Done():
+		t.Fatal("the leader never applied x inline")
 	}
 }

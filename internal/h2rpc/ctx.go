@@ -2,7 +2,6 @@ package h2rpc
 
 import (
 	"context"
-	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -15,7 +14,7 @@ import (
 // through grpc.ServerTransportStreamFromContext). Stored the usual way,
 // with a context.WithValue each, they cost three contexts per call, and
 // the metadata a map built whether or not anything reads it (cairn's
-// handlers mostly do not). A streamCtx answers the three lookups itself,
+// handlers do not yet). A streamCtx answers the three lookups itself,
 // from the stream, and builds the metadata map only when it is asked for.
 //
 // It must answer under the keys the accessors look up, which gRPC does
@@ -61,15 +60,13 @@ type streamCtx struct {
 }
 
 func (c *streamCtx) Value(k any) any {
-	if k != nil {
-		switch k {
-		case mdKey:
-			return c.st.metadata()
-		case peerKey:
-			return c.st.c.peer
-		case streamKey:
-			return transportStream{c.st}
-		}
+	switch k {
+	case mdKey:
+		return c.st.metadata()
+	case peerKey:
+		return c.st.c.peer
+	case streamKey:
+		return transportStream{c.st}
 	}
 	return c.Context.Value(k)
 }
@@ -103,15 +100,11 @@ func (f *mdFields) md() metadata.MD {
 	return md
 }
 
-// mdOnce builds a stream's metadata map the first time it is asked for.
-type mdOnce struct {
-	once sync.Once
-	md   metadata.MD
-}
-
+// metadata is the stream's metadata map, built the first time it is asked
+// for.
 func (st *stream) metadata() metadata.MD {
-	st.mdOnce.once.Do(func() { st.mdOnce.md = st.mdf.md() })
-	return st.mdOnce.md
+	st.mdOnce.Do(func() { st.md = st.mdf.md() })
+	return st.md
 }
 
 // checkLazyContext reports whether gRPC's accessors find what a streamCtx

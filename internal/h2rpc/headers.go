@@ -132,13 +132,13 @@ func (c *conn) field(f hpack.HeaderField) {
 			return
 		}
 	}
-	if size := f.Size(); size > h.remain {
+	size := f.Size()
+	if size > h.remain {
 		h.truncated, h.remain = true, 0
 		c.hdec.SetEmitEnabled(false)
 		return
-	} else {
-		h.remain -= size
 	}
+	h.remain -= size
 
 	switch f.Name {
 	case ":path":
@@ -153,13 +153,13 @@ func (c *conn) field(f hpack.HeaderField) {
 	case "grpc-timeout":
 		d, err := parseTimeout(f.Value)
 		if err != nil {
-			h.refuse(status.Errorf(codes.Internal, "malformed grpc-timeout: %v", err))
+			h.setRefusal(status.Errorf(codes.Internal, "malformed grpc-timeout: %v", err))
 			return
 		}
 		h.timeout, h.hasTimeout = d, true
 	case "grpc-encoding":
 		if f.Value != "identity" {
-			h.refuse(status.Errorf(codes.Unimplemented, "grpc: Decompressor is not installed for grpc-encoding %q", f.Value))
+			h.setRefusal(status.Errorf(codes.Unimplemented, "grpc: Decompressor is not installed for grpc-encoding %q", f.Value))
 		}
 	case "te", "grpc-accept-encoding", "grpc-message-type", "connection":
 		// The transport's own; not metadata.
@@ -167,7 +167,7 @@ func (c *conn) field(f hpack.HeaderField) {
 		if strings.HasSuffix(f.Name, "-bin") {
 			v, err := decodeBinHeader(f.Value)
 			if err != nil {
-				h.refuse(status.Errorf(codes.Internal, "malformed binary metadata %q", f.Name))
+				h.setRefusal(status.Errorf(codes.Internal, "malformed binary metadata %q", f.Name))
 				return
 			}
 			h.md.add(f.Name, v)
@@ -184,23 +184,15 @@ func (c *conn) invalidField(err error) {
 	c.hdec.SetEmitEnabled(false)
 }
 
-func (h *reqHeaders) refuse(err error) {
+// setRefusal keeps the first reason the call cannot be served.
+func (h *reqHeaders) setRefusal(err error) {
 	if h.refusal == nil {
 		h.refusal = err
 	}
 }
 
 // validFieldName reports whether name is a valid HTTP/2 field name: a
-// token, in lower case (RFC 9113, 8.2.1).
+// token (httpguts), in lower case (RFC 9113, 8.2.1).
 func validFieldName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		b := name[i]
-		if b >= 0x80 || !httpguts.IsTokenRune(rune(b)) || 'A' <= b && b <= 'Z' {
-			return false
-		}
-	}
-	return true
+	return httpguts.ValidHeaderFieldName(name) && strings.ToLower(name) == name
 }

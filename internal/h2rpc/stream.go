@@ -27,9 +27,10 @@ type stream struct {
 	path   string
 	m      *method
 	ctx    context.Context
-	sctx   streamCtx // ctx, when lazyContext
-	mdf    mdFields  // the request's metadata
-	mdOnce mdOnce
+	sctx   streamCtx   // ctx, when lazyContext
+	mdf    mdFields    // the request's metadata fields
+	mdOnce sync.Once   // builds md from mdf (metadata)
+	md     metadata.MD // valid after mdOnce
 	// stop cancels ctx: the client's deadline passed or the stream ended.
 	stop context.CancelFunc
 
