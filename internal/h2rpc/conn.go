@@ -35,9 +35,10 @@ const (
 	prefaceTimeout = 10 * time.Second
 )
 
-// conn is one client connection: a reader goroutine (serve) takes frames
-// and runs calls on workers; every writer takes wmu, and the last of a burst
-// flushes the buffered writer.
+// conn is one client connection: one goroutine at a time reads frames
+// (readLoop) and runs calls on workers, or runs a unary call itself after
+// handing the reading to a worker (see readLoop); every writer takes wmu,
+// and the last of a burst flushes the buffered writer.
 type conn struct {
 	s    *Server
 	nc   net.Conn
@@ -63,6 +64,12 @@ type conn struct {
 	flushc chan struct{}
 	// unary counts the unary calls running on this connection.
 	unary atomic.Int32
+	// own is a unary call whose request the reader just completed; the
+	// reader runs it itself if it has no other frame to read (readLoop).
+	own *stream // reader only
+	// pings holds the data of clients' PINGs not yet acknowledged: the
+	// reader acknowledges them when it has read every frame it has.
+	pings [][8]byte // reader only
 
 	// Send-side flow control: the client's windows.
 	fcMu        sync.Mutex
@@ -103,15 +110,28 @@ func newConn(s *Server, nc net.Conn) *conn {
 	return c
 }
 
-// serve runs the connection until it fails or closes.
+// serve runs the connection: the handshake, then the reading.
 func (c *conn) serve() {
-	defer c.nc.Close()
 	go c.flusher()
-	err := c.handshake()
-	if err == nil {
-		err = c.readLoop()
+	if err := c.handshake(); err != nil {
+		c.end(err)
+		return
 	}
+	c.read()
+}
+
+// read reads frames until the connection ends, or until it hands the
+// reading to another goroutine.
+func (c *conn) read() {
+	if err := c.readLoop(); err != errHandedOff {
+		c.end(err)
+	}
+}
+
+// end closes the connection once its reading ended, and tells the server.
+func (c *conn) end(err error) {
 	c.close(err)
+	c.s.connDone(c)
 }
 
 // handshake reads the client preface and sends this server's settings.
@@ -209,9 +229,41 @@ func (c *conn) flusher() {
 // minBatch is the buffered size below which the flusher yields first.
 const minBatch = 1000
 
-// readLoop reads frames until the connection fails.
+// errHandedOff is readLoop's return when another goroutine took over the
+// reading.
+var errHandedOff = errors.New("h2rpc: reading handed off")
+
+// readLoop reads frames until the connection fails (or the reading is
+// handed off: errHandedOff).
+//
+// A unary call whose request is complete runs on a worker, as does the
+// reading of further frames, but not always in that order. If the reader
+// has buffered another whole frame it goes on reading and leaves the call
+// to a worker. If not, its next step would be to wait on the socket: it
+// gives the reading to a worker and runs the call itself. A lone client's
+// call then starts at once, on a goroutine already running, instead of
+// waiting until the reader parks or another processor takes the worker
+// (BENCHMARKS.md, thirteenth pass).
+//
+// Clients' PINGs (grpc-go clients ping after receiving data, to size their
+// windows) are acknowledged once the reader has no whole frame left, so a
+// PING that arrives with a request is not a write ahead of the call.
 func (c *conn) readLoop() error {
 	for {
+		if !c.frameBuffered() {
+			if st := c.own; st != nil {
+				c.own = nil
+				c.s.run(c.read)
+				st.serve()
+				return errHandedOff
+			}
+			if err := c.ackPings(); err != nil {
+				return err
+			}
+		} else if st := c.own; st != nil {
+			c.own = nil
+			c.s.run(st.serve)
+		}
 		f, err := c.fr.ReadFrame()
 		if err != nil {
 			var se http2.StreamError
@@ -225,9 +277,44 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		if err := c.handleFrame(f); err != nil {
+			if st := c.own; st != nil {
+				c.own = nil
+				c.s.run(st.serve)
+			}
 			return err
 		}
 	}
+}
+
+// frameBuffered reports whether the read buffer holds a whole frame, so
+// that reading it will not wait on the socket.
+func (c *conn) frameBuffered() bool {
+	n := c.br.Buffered()
+	if n < frameHeaderLen {
+		return false
+	}
+	h, _ := c.br.Peek(frameHeaderLen)
+	return n >= frameHeaderLen+(int(h[0])<<16|int(h[1])<<8|int(h[2]))
+}
+
+// frameHeaderLen is the size of an HTTP/2 frame header (RFC 9113, 4.1).
+const frameHeaderLen = 9
+
+// ackPings acknowledges the PINGs read since the last call.
+func (c *conn) ackPings() error {
+	if len(c.pings) == 0 {
+		return nil
+	}
+	err := c.write(func() error {
+		for _, d := range c.pings {
+			if err := c.fr.WritePing(true, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	c.pings = c.pings[:0]
+	return err
 }
 
 func (c *conn) handleFrame(f http2.Frame) error {
@@ -245,8 +332,8 @@ func (c *conn) handleFrame(f http2.Frame) error {
 		if f.IsAck() {
 			return nil
 		}
-		data := f.Data
-		return c.write(func() error { return c.fr.WritePing(true, data) })
+		c.pings = append(c.pings, f.Data)
+		return nil
 	case *http2.WindowUpdateFrame:
 		return c.windowUpdate(f.StreamID, int64(f.Increment))
 	case *http2.HeadersFrame:

@@ -13,9 +13,14 @@
 //
 // # Design
 //
-// Each connection has one reader goroutine. A unary call runs, once its
-// request has arrived whole, on a reused worker goroutine; a streaming call
-// runs on one from its headers on. Writers share the connection's buffered
+// One goroutine at a time reads a connection's frames. A unary call runs
+// once its request has arrived whole: on a reused worker goroutine if the
+// reader has more frames buffered, else on the reader itself, which first
+// hands the reading to a worker (a lone client's call starts without a
+// goroutine hand-off on its path). A streaming call runs on a worker from
+// its headers on. Clients' PINGs are acknowledged once the reader has no
+// whole frame left, not ahead of the calls that arrived with them. Writers
+// share the connection's buffered
 // writer under a mutex. A unary call that is the only one running on its
 // connection flushes its response (headers, message, trailers) itself: a
 // lone call's response leaves at once. Otherwise, and for every message of

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ type rawClient struct {
 	enc    *hpack.Encoder
 	encBuf bytes.Buffer
 	frames chan event // what the server sent; closed when it stops
+	pingMu sync.Mutex
+	acked  map[[8]byte]bool // data of the PING acknowledgments received
 }
 
 // event is a frame the server sent, copied out of the framer (whose frames
@@ -45,9 +48,8 @@ func newRawClient(t *testing.T, ts *testService) *rawClient {
 	testpb.RegisterTestServiceServer(s, ts)
 	client, server := net.Pipe()
 	c := newConn(s, server)
-	served := make(chan struct{})
-	go func() { c.serve(); close(served) }()
-	r := &rawClient{t: t, nc: client, fr: http2.NewFramer(client, client), frames: make(chan event, 100)}
+	go c.serve()
+	r := &rawClient{t: t, nc: client, fr: http2.NewFramer(client, client), frames: make(chan event, 100), acked: map[[8]byte]bool{}}
 	r.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	r.enc = hpack.NewEncoder(&r.encBuf)
 	go func() {
@@ -67,13 +69,19 @@ func newRawClient(t *testing.T, ts *testService) *rawClient {
 				e.data = len(f.Data())
 			case *http2.MetaHeadersFrame:
 				e.fields, e.endStream = f.Fields, f.StreamEnded()
+			case *http2.PingFrame:
+				if f.IsAck() {
+					r.pingMu.Lock()
+					r.acked[f.Data] = true
+					r.pingMu.Unlock()
+				}
 			}
 			r.frames <- e
 		}
 	}()
 	t.Cleanup(func() {
 		client.Close()
-		<-served
+		<-c.ctx.Done() // the connection's end, whichever goroutine reads then
 		s.Stop()
 	})
 	client.SetWriteDeadline(time.Now().Add(10 * time.Second))

@@ -154,13 +154,18 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns[c] = true
 		s.connWG.Add(1)
 		s.mu.Unlock()
-		go func() {
-			defer s.connWG.Done()
-			c.serve()
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-		}()
+		go c.serve()
+	}
+}
+
+// connDone forgets c, whose reading ended.
+func (s *Server) connDone(c *conn) {
+	s.mu.Lock()
+	_, ok := s.conns[c]
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if ok { // tests serve connections Serve did not accept
+		s.connWG.Done()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,18 +29,31 @@ import (
 // testService implements grpc.testing.TestService for the transport tests.
 type testService struct {
 	testpb.UnimplementedTestServiceServer
-	block    chan struct{} // UnaryCall with payload "block" waits for it
+	block    chan struct{} // UnaryCall with a payload ending in "block" waits for it
 	canceled chan error    // FullDuplexCall reports its context's end
 	deadline chan time.Duration
 	md       chan metadata.MD // UnaryCall reports its incoming metadata
 	inFlight atomic.Int32
+	// where receives, for a UnaryCall whose payload starts with "where",
+	// the payload and whether the call ran on the connection's reader.
+	where chan ranOn
+}
+
+type ranOn struct {
+	body     string
+	onReader bool
 }
 
 func (ts *testService) UnaryCall(ctx context.Context, r *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
 	ts.inFlight.Add(1)
 	defer ts.inFlight.Add(-1)
 	body := r.GetPayload().GetBody()
-	if string(body) == "block" {
+	if bytes.HasPrefix(body, []byte("where")) {
+		buf := make([]byte, 64<<10)
+		stack := string(buf[:runtime.Stack(buf, false)])
+		ts.where <- ranOn{string(body), strings.Contains(stack, ".(*conn).readLoop(")}
+	}
+	if bytes.HasSuffix(body, []byte("block")) {
 		<-ts.block
 	}
 	if d, ok := ctx.Deadline(); ok && ts.deadline != nil {
@@ -506,8 +520,8 @@ func FuzzServeConn(f *testing.F) {
 		testpb.RegisterTestServiceServer(s, &testService{})
 		client, server := net.Pipe()
 		c := newConn(s, server)
-		done := make(chan struct{})
-		go func() { c.serve(); close(done) }()
+		go c.serve()
+		done := c.ctx.Done() // the connection's end, whichever goroutine reads then
 		go io.Copy(io.Discard, client)
 		client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		client.Write([]byte(http2.ClientPreface))

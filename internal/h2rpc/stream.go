@@ -197,7 +197,8 @@ func (st *stream) next() ([]byte, error) {
 	return msg, nil
 }
 
-// start runs the call on a worker.
+// start runs the call on a worker, or has the reader run a unary call
+// (conn.readLoop). The reader calls it.
 func (st *stream) start() {
 	st.startMu.Lock()
 	if st.started {
@@ -209,6 +210,10 @@ func (st *stream) start() {
 	if st.m.unary != nil {
 		st.running = true
 		st.c.unary.Add(1)
+		if st.c.own == nil {
+			st.c.own = st
+			return
+		}
 	}
 	st.c.s.run(st.serve)
 }
