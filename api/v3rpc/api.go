@@ -70,7 +70,13 @@ type Config struct {
 	// GRPCGo serves gRPC on grpc-go's server instead of internal/h2rpc,
 	// cairn's own transport (--grpc-server=grpc-go).
 	GRPCGo bool
+	// ElectionTimeout paces the checks that end streams requiring a leader
+	// (leader.go); DefaultElectionTimeout if zero.
+	ElectionTimeout time.Duration
 }
+
+// DefaultElectionTimeout is Config.ElectionTimeout's default, the member's.
+const DefaultElectionTimeout = time.Second
 
 // RPCServer is the gRPC server the API's services are registered on:
 // internal/h2rpc's, or grpc-go's with Config.GRPCGo.
@@ -110,8 +116,15 @@ func New(cfg Config, b Backend) *API {
 	if cfg.WatchProgressNotifyInterval <= 0 {
 		cfg.WatchProgressNotifyInterval = DefaultWatchProgressNotifyInterval
 	}
+	if cfg.ElectionTimeout <= 0 {
+		cfg.ElectionTimeout = DefaultElectionTimeout
+	}
 	a := &API{cfg: cfg, b: b}
-	unaryIn, streamIn, initMetrics := a.grpcMetrics()
+	// The leader check comes first, as in etcd: a call it refuses is not
+	// counted in the gRPC metrics.
+	metricsUnary, metricsStream, initMetrics := a.grpcMetrics()
+	guard := &leaderGuard{leader: b.Leader, interval: cfg.ElectionTimeout, nextUnary: metricsUnary, nextStream: metricsStream}
+	unaryIn, streamIn := guard.unary, guard.stream
 	if cfg.GRPCGo {
 		opts := []grpc.ServerOption{
 			grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes) + grpcOverheadBytes),
@@ -124,18 +137,14 @@ func New(cfg Config, b Backend) *API {
 			// fresh goroutines.
 			grpc.NumStreamWorkers(streamWorkers),
 		}
-		if unaryIn != nil {
-			opts = append(opts, grpc.ChainUnaryInterceptor(unaryIn), grpc.ChainStreamInterceptor(streamIn))
-		}
+		opts = append(opts, grpc.ChainUnaryInterceptor(unaryIn), grpc.ChainStreamInterceptor(streamIn))
 		a.grpc = grpc.NewServer(opts...)
 	} else {
 		opts := []h2rpc.Option{
 			h2rpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes) + grpcOverheadBytes),
 			h2rpc.MaxSendMsgSize(math.MaxInt32),
 		}
-		if unaryIn != nil {
-			opts = append(opts, h2rpc.ChainUnaryInterceptor(unaryIn), h2rpc.ChainStreamInterceptor(streamIn))
-		}
+		opts = append(opts, h2rpc.ChainUnaryInterceptor(unaryIn), h2rpc.ChainStreamInterceptor(streamIn))
 		a.grpc = h2rpc.NewServer(opts...)
 	}
 	pb.RegisterKVServer(a.grpc, &kvServer{a: a})

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -24,14 +25,16 @@ type fakeMember struct {
 	// Cluster, Maintenance and probes are not faked: calling them panics.
 	Backend
 
-	be *backend.Backend
-	kv *mvcc.Store
+	be  *backend.Backend
+	kv  *mvcc.Store
+	hub *mvcc.WatchHub // gets every write's events
 
 	mu        sync.Mutex    // serializes writes; guards the fields below
 	index     uint64        // guarded by mu: applied index of the last batch
 	applied   chan struct{} // guarded by mu: closed and replaced after each write
 	nextLease int64         // guarded by mu
 	addrs     []net.Addr    // guarded by mu
+	leader    atomic.Uint64 // what Leader reports; the member itself at first
 }
 
 func newFakeMember(t *testing.T) *fakeMember {
@@ -44,16 +47,28 @@ func newFakeMember(t *testing.T) *fakeMember {
 	if err != nil {
 		t.Fatal(err)
 	}
+	hub := mvcc.NewWatchHub(kv, mvcc.WatchHubOptions{})
 	t.Cleanup(func() {
+		hub.Close()
 		_ = kv.Close()
 		_ = be.Close()
 	})
-	return &fakeMember{be: be, kv: kv, applied: make(chan struct{}), nextLease: 0x100}
+	f := &fakeMember{be: be, kv: kv, hub: hub, applied: make(chan struct{}), nextLease: 0x100}
+	f.leader.Store(9)
+	return f
 }
 
 func (f *fakeMember) ClusterID() uint64 { return 7 }
 func (f *fakeMember) ID() uint64        { return 9 }
 func (f *fakeMember) Term() uint64      { return 2 }
+func (f *fakeMember) Leader() uint64    { return f.leader.Load() }
+
+func (f *fakeMember) NewWatchStream() *mvcc.WatchStream { return f.hub.NewStream() }
+
+func (f *fakeMember) Rev() int64 { return f.kv.Rev() }
+
+// LeaseRenew renews any lease for ten seconds.
+func (f *fakeMember) LeaseRenew(context.Context, int64) (int64, error) { return 10, nil }
 
 func (f *fakeMember) Health(context.Context, bool) string { return "" }
 
@@ -96,10 +111,12 @@ func write[T any](f *fakeMember, do func(w *mvcc.Writer) (T, error)) (T, error) 
 		var zero T
 		return zero, err
 	}
-	if _, err := w.End(); err != nil {
+	evs, err := w.End()
+	if err != nil {
 		var zero T
 		return zero, err
 	}
+	f.hub.Notify(evs)
 	close(f.applied)
 	f.applied = make(chan struct{})
 	return resp, nil

@@ -88,6 +88,9 @@ func (s *leaseServer) LeaseKeepAlive(stream grpc.BidiStreamingServer[pb.LeaseKee
 			}
 			return err
 		}
+		if err := ctx.Err(); err != nil {
+			return err // ended by the server (a stream that requires a leader)
+		}
 		ttl, err := s.b.LeaseRenew(ctx, req.ID)
 		if errors.Is(err, lease.ErrLeaseNotFound) {
 			ttl, err = 0, nil

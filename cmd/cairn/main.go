@@ -60,6 +60,7 @@ func run() int {
 	api := v3rpc.New(v3rpc.Config{
 		MaxRequestBytes: cfg.MaxRequestBytes, WatchProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		Logger: log.With("component", "api"), Metrics: reg, GRPCGo: cfg.GRPCServer == config.GRPCServerGRPCGo,
+		ElectionTimeout: cfg.ElectionTimeout,
 	}, srv)
 	if err := srv.Start(server.ClientAPI{GRPC: api.GRPC(), HTTP: withPprof(api.HTTP(), cfg.EnablePprof)}); err != nil {
 		srv.Close()

@@ -127,3 +127,32 @@ func checkLazyContext() bool {
 	ts, ok := grpc.ServerTransportStreamFromContext(ctx).(transportStream)
 	return ok && ts.st == st
 }
+
+// get returns the first value of key.
+func (f *mdFields) get(key string) (string, bool) {
+	for _, kv := range f.first[:f.n] {
+		if kv[0] == key {
+			return kv[1], true
+		}
+	}
+	for _, kv := range f.more {
+		if kv[0] == key {
+			return kv[1], true
+		}
+	}
+	return "", false
+}
+
+// IncomingValue returns the first value of the request metadata key (in
+// lower case) from a handler's context. On a context this package made it
+// reads the request's fields and builds no metadata map; on any other it
+// asks gRPC's metadata.
+func IncomingValue(ctx context.Context, key string) (string, bool) {
+	if sc, ok := ctx.(*streamCtx); ok {
+		return sc.st.mdf.get(key)
+	}
+	if v := metadata.ValueFromIncomingContext(ctx, key); len(v) > 0 {
+		return v[0], true
+	}
+	return "", false
+}

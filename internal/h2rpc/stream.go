@@ -94,6 +94,12 @@ func (st *stream) cancel(err error) {
 	st.rmu.Unlock()
 }
 
+// Abort ends the stream from the server's side while its handler runs:
+// the handler's context is canceled, and Recv returns err once the
+// messages already received are read. The handler's return still decides
+// the call's status.
+func (st *stream) Abort(err error) { st.cancel(err) }
+
 // transportStream is st as grpc.SetHeader, grpc.SendHeader and
 // grpc.SetTrailer find it in the context.
 type transportStream struct{ st *stream }

@@ -23,13 +23,7 @@ import (
 func TestCorruptCheckRaisesAlarmForDivergedMember(t *testing.T) {
 	c := framework.Start(t, framework.Options{Size: 3, Extra: []string{"--corrupt-check-time=300ms"}})
 	leader := c.Leader()
-	var victim *framework.Member
-	for _, m := range c.Members {
-		if m != leader {
-			victim = m
-			break
-		}
-	}
+	victim := c.Follower(leader)
 	cli := c.Client(leader.ClientURL)
 	ctx := framework.Context(t, 60*time.Second)
 	putKeys(t, cli, 20)

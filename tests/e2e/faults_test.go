@@ -125,13 +125,7 @@ func TestKill9LeaderUnderWritesLosesNothing(t *testing.T) {
 func TestFollowerFarBehindCatchesUpFromSnapshot(t *testing.T) {
 	c := framework.Start(t, framework.Options{Size: 3, Extra: []string{"--snapshot-count=100"}})
 	leader := c.Leader()
-	var lagger *framework.Member
-	for _, m := range c.Members {
-		if m != leader {
-			lagger = m
-			break
-		}
-	}
+	lagger := c.Follower(leader)
 	c.Kill(lagger)
 	cli := c.Client(leader.ClientURL)
 	ctx := framework.Context(t, 60*time.Second)

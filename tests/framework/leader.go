@@ -42,3 +42,15 @@ func (c *Cluster) leaderOnce() *Member {
 	}
 	return byID[leader]
 }
+
+// Follower returns a member of c other than leader.
+func (c *Cluster) Follower(leader *Member) *Member {
+	c.t.Helper()
+	for _, m := range c.Members {
+		if m != leader {
+			return m
+		}
+	}
+	c.t.Fatal("the cluster has no member but its leader")
+	return nil
+}
