@@ -80,6 +80,15 @@ func (c *Cluster) Member(id uint64) (Member, bool) {
 	return m.clone(), true
 }
 
+// IsLearner reports whether id is a member and a learner. It copies
+// nothing, for a check on every request.
+func (c *Cluster) IsLearner(id uint64) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	m, ok := c.members[id]
+	return ok && m.IsLearner
+}
+
 // MemberByName returns a copy of the member with the given (non-empty) name.
 func (c *Cluster) MemberByName(name string) (Member, bool) {
 	if name == "" {

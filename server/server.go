@@ -122,6 +122,10 @@ func (s *Server) ClusterID() uint64 { return s.cluster.ID() }
 // Leader returns the current leader's ID, 0 if none.
 func (s *Server) Leader() uint64 { return s.node.Leader() }
 
+// IsLearner reports whether this member is a learner in the member list it
+// has applied.
+func (s *Server) IsLearner() bool { return s.cluster.IsLearner(s.id) }
+
 // IsLeader reports whether this member leads.
 func (s *Server) IsLeader() bool { return s.node.Leader() == s.id }
 

@@ -71,7 +71,7 @@ type Config struct {
 	// cairn's own transport (--grpc-server=grpc-go).
 	GRPCGo bool
 	// ElectionTimeout paces the checks that end streams requiring a leader
-	// (leader.go); DefaultElectionTimeout if zero.
+	// (guard.go); DefaultElectionTimeout if zero.
 	ElectionTimeout time.Duration
 }
 
@@ -120,10 +120,10 @@ func New(cfg Config, b Backend) *API {
 		cfg.ElectionTimeout = DefaultElectionTimeout
 	}
 	a := &API{cfg: cfg, b: b}
-	// The leader check comes first, as in etcd: a call it refuses is not
-	// counted in the gRPC metrics.
+	// The learner and leader checks (guard.go) come first, as in etcd: a
+	// call they refuse is not counted in the gRPC metrics.
 	metricsUnary, metricsStream, initMetrics := a.grpcMetrics()
-	guard := &leaderGuard{leader: b.Leader, interval: cfg.ElectionTimeout, nextUnary: metricsUnary, nextStream: metricsStream}
+	guard := &callGuard{leader: b.Leader, learner: b.IsLearner, interval: cfg.ElectionTimeout, nextUnary: metricsUnary, nextStream: metricsStream}
 	unaryIn, streamIn := guard.unary, guard.stream
 	if cfg.GRPCGo {
 		opts := []grpc.ServerOption{

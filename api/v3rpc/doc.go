@@ -16,11 +16,14 @@
 // store), and maps errors to etcd's gRPC codes and messages (package
 // go.etcd.io/etcd/api/v3/v3rpc/rpctypes), which clients compare.
 //
-// A call that carries clientv3.WithRequireLeader's metadata ("hasleader:
-// true") fails with etcd's "no leader" error if the member knows no leader
-// when it starts; such a stream (a watch; clientv3's lease keep-alives
-// always ask) is ended with that error after three checks in a row, one
-// per election timeout, find none (leader.go).
+// Before a call reaches its service, two checks etcd makes (guard.go): a
+// learner refuses all but Status, serializable ranges and the Snapshot
+// stream with "rpc not supported for learner"; a call that carries
+// clientv3.WithRequireLeader's metadata ("hasleader: true") fails with
+// etcd's "no leader" error if the member knows no leader when it starts,
+// and such a stream (a watch; clientv3's lease keep-alives always ask) is
+// ended with that error after three checks in a row, one per election
+// timeout, find none.
 //
 // Nothing in this package changes state by itself: every write goes through
 // the member's proposal path.

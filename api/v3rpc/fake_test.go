@@ -35,6 +35,7 @@ type fakeMember struct {
 	nextLease int64         // guarded by mu
 	addrs     []net.Addr    // guarded by mu
 	leader    atomic.Uint64 // what Leader reports; the member itself at first
+	learner   atomic.Bool   // what IsLearner reports
 }
 
 func newFakeMember(t *testing.T) *fakeMember {
@@ -62,6 +63,7 @@ func (f *fakeMember) ClusterID() uint64 { return 7 }
 func (f *fakeMember) ID() uint64        { return 9 }
 func (f *fakeMember) Term() uint64      { return 2 }
 func (f *fakeMember) Leader() uint64    { return f.leader.Load() }
+func (f *fakeMember) IsLearner() bool   { return f.learner.Load() }
 
 func (f *fakeMember) NewWatchStream() *mvcc.WatchStream { return f.hub.NewStream() }
 

@@ -35,6 +35,8 @@ const probeTimeout = 2 * time.Second
 // ProbeBackend is what the probes need from the member.
 type ProbeBackend interface {
 	Leader() uint64
+	// IsLearner reports whether the member is a learner (not yet promoted).
+	IsLearner() bool
 	Alarms() []*pb.AlarmMember
 	Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error)
 	LinearizableReadNotify(ctx context.Context) error

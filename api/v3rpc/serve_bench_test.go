@@ -22,6 +22,7 @@ type fakeKV struct {
 func (fakeKV) ClusterID() uint64 { return 1 }
 func (fakeKV) ID() uint64        { return 2 }
 func (fakeKV) Leader() uint64    { return 2 }
+func (fakeKV) IsLearner() bool   { return false }
 func (fakeKV) Term() uint64      { return 3 }
 func (fakeKV) Health(context.Context, bool) string {
 	return ""

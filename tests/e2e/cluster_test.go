@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
 
 	"github.com/cairn-kv/cairn/tests/framework"
 )
@@ -64,6 +66,7 @@ func TestClusterMembershipFlow(t *testing.T) {
 		l, err := cli.MemberList(ctx)
 		return err == nil && memberByPeerURL(l.Members, m4.PeerURL) != nil && memberByPeerURL(l.Members, m4.PeerURL).Name == "m4"
 	})
+	checkLearnerRefuses(t, ctx, c.Client(m4.ClientURL))
 	if _, err := cli.MemberPromote(ctx, list.Members[0].ID); !errors.Is(err, rpctypes.ErrMemberNotLearner) {
 		t.Fatalf("promoting a voter: %v, want %v", err, rpctypes.ErrMemberNotLearner)
 	}
@@ -78,6 +81,12 @@ func TestClusterMembershipFlow(t *testing.T) {
 	if pm := memberByPeerURL(promoted.Members, m4.PeerURL); pm == nil || pm.IsLearner || len(promoted.Members) != 4 {
 		t.Fatalf("after promotion: %+v", promoted.Members)
 	}
+	// Promoted, m4 serves everything (once it has applied the promotion).
+	m4cli := c.Client(m4.ClientURL)
+	maintWaitFor(t, 30*time.Second, "m4 serving a put after its promotion", func() bool {
+		_, err := m4cli.Put(ctx, "learner-key", "promoted")
+		return err == nil
+	})
 
 	urls := []string{m4.PeerURL, "http://127.0.0.1:1"}
 	upd, err := cli.MemberUpdate(ctx, id, urls)
@@ -126,5 +135,39 @@ func maintWaitFor(t *testing.T, d time.Duration, what string, cond func() bool) 
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkLearnerRefuses checks, through cli on a learner, that it serves only
+// what etcd's learners serve: Status and serializable reads, not writes,
+// linearizable reads, member lists or watches.
+func checkLearnerRefuses(t *testing.T, ctx context.Context, cli *clientv3.Client) {
+	t.Helper()
+	const refusal = "etcdserver: rpc not supported for learner"
+	refused := func(what string, err error) {
+		t.Helper()
+		var ee rpctypes.EtcdError
+		if !errors.As(err, &ee) || ee.Error() != refusal || ee.Code() != codes.FailedPrecondition {
+			t.Fatalf("%s on a learner: %v, want %q (FailedPrecondition)", what, err, refusal)
+		}
+	}
+	_, err := cli.Put(ctx, "learner-key", "v")
+	refused("put", err)
+	_, err = cli.Get(ctx, "learner-key")
+	refused("linearizable get", err)
+	_, err = cli.MemberList(ctx)
+	refused("member list", err)
+	_, err = cli.Grant(ctx, 10)
+	refused("lease grant", err)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wr := <-cli.Watch(wctx, "learner-key")
+	refused("watch", wr.Err())
+	if _, err := cli.Get(ctx, "learner-key", clientv3.WithSerializable()); err != nil {
+		t.Fatalf("serializable get on a learner: %v", err)
+	}
+	st, err := cli.Status(ctx, cli.Endpoints()[0])
+	if err != nil || !st.IsLearner {
+		t.Fatalf("status on a learner: %+v, %v", st, err)
 	}
 }

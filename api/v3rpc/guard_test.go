@@ -8,6 +8,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -146,5 +147,39 @@ func TestStreamsRequiringALeaderEndWithoutOne(t *testing.T) {
 	}
 	if !isNoLeader(err) {
 		t.Fatalf("a watch requiring a leader opened without one: %v", err)
+	}
+}
+
+// A learner serves serializable ranges (and Status, not faked here) and
+// refuses every other call, unary or stream, until it is promoted.
+func TestLearnerServesOnlyWhatEtcdsLearnersServe(t *testing.T) {
+	ta := startTestAPI(t)
+	kv, wc, lc := pb.NewKVClient(ta.conn), pb.NewWatchClient(ta.conn), pb.NewLeaseClient(ta.conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ta.m.learner.Store(true)
+	refused := func(what string, err error) {
+		t.Helper()
+		if s, _ := status.FromError(err); err == nil || s.Code() != codes.FailedPrecondition || s.Message() != "etcdserver: rpc not supported for learner" {
+			t.Fatalf("%s on a learner: %v, want %v", what, err, rpctypes.ErrGRPCNotSupportedForLearner)
+		}
+	}
+	_, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+	refused("put", err)
+	_, err = kv.Range(ctx, &pb.RangeRequest{Key: []byte("k")})
+	refused("linearizable range", err)
+	_, err = lc.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: 10})
+	refused("lease grant", err)
+	ws, err := wc.Watch(ctx)
+	if err == nil {
+		_, err = ws.Recv()
+	}
+	refused("watch", err)
+	if _, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("k"), Serializable: true}); err != nil {
+		t.Fatalf("serializable range on a learner: %v", err)
+	}
+	ta.m.learner.Store(false)
+	if _, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}); err != nil {
+		t.Fatalf("put once promoted: %v", err)
 	}
 }

@@ -6,12 +6,21 @@ import (
 	"sync"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 
 	"github.com/cairn-kv/cairn/internal/h2rpc"
 )
 
+// Two checks etcd makes before a call reaches its service, made here by one
+// interceptor pair (callGuard) ahead of the gRPC metrics.
+//
+// A learner serves only what etcd lets a learner serve: Maintenance.Status,
+// serializable ranges and the Snapshot stream. Every other call fails with
+// etcd's "rpc not supported for learner" (FailedPrecondition) until the
+// member is promoted.
+//
 // A client may ask that its calls be served only while the member knows a
 // leader: clientv3.WithRequireLeader adds the metadata "hasleader: true".
 // Such a call fails with etcd's "no leader" error (Unavailable) when the
@@ -27,7 +36,7 @@ import (
 // before the streams that require a leader are ended.
 const maxNoLeaderChecks = 3
 
-// errNoLeader is the cause with which leaderGuard cancels a stream.
+// errNoLeader is the cause with which callGuard cancels a stream.
 var errNoLeader = errors.New("v3rpc: the member knows no leader")
 
 // requiresLeader reports whether the call in ctx asked for a leader.
@@ -36,11 +45,26 @@ func requiresLeader(ctx context.Context) bool {
 	return ok && v == rpctypes.MetadataHasLeader
 }
 
-// leaderGuard holds the streams that require a leader and checks, while
-// there are any, whether the member knows one.
-type leaderGuard struct {
+// snapshotMethod is the one stream a learner serves.
+const snapshotMethod = "/etcdserverpb.Maintenance/Snapshot"
+
+// servedByLearner reports whether a learner serves the unary request req.
+func servedByLearner(req any) bool {
+	switch r := req.(type) {
+	case *pb.StatusRequest:
+		return true
+	case *pb.RangeRequest:
+		return r.Serializable
+	}
+	return false
+}
+
+// callGuard makes both checks. It holds the streams that require a leader
+// and checks, while there are any, whether the member knows one.
+type callGuard struct {
 	leader   func() uint64 // the member's leader, 0 if none
-	interval time.Duration // between checks: the election timeout
+	learner  func() bool   // whether the member is a learner
+	interval time.Duration // between leader checks: the election timeout
 	// The interceptors the guard's run next, if any (the gRPC metrics):
 	// called directly, not through a chain that builds a closure per call.
 	nextUnary  grpc.UnaryServerInterceptor
@@ -51,7 +75,7 @@ type leaderGuard struct {
 	checking bool // a check loop runs
 }
 
-// guardedStream is a stream whose context leaderGuard may cancel.
+// guardedStream is a stream whose context callGuard may cancel.
 type guardedStream struct {
 	grpc.ServerStream
 	ctx    context.Context
@@ -73,7 +97,10 @@ func (gs *guardedStream) end() {
 
 func (s *guardedStream) Context() context.Context { return s.ctx }
 
-func (g *leaderGuard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+func (g *callGuard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if g.learner() && !servedByLearner(req) {
+		return nil, rpctypes.ErrGRPCNotSupportedForLearner
+	}
 	if requiresLeader(ctx) && g.leader() == 0 {
 		return nil, rpctypes.ErrGRPCNoLeader
 	}
@@ -83,7 +110,10 @@ func (g *leaderGuard) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	return handler(ctx, req)
 }
 
-func (g *leaderGuard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+func (g *callGuard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if g.learner() && info.FullMethod != snapshotMethod {
+		return rpctypes.ErrGRPCNotSupportedForLearner
+	}
 	if !requiresLeader(ss.Context()) {
 		return g.next(srv, ss, info, handler)
 	}
@@ -101,14 +131,14 @@ func (g *leaderGuard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	return err
 }
 
-func (g *leaderGuard) next(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+func (g *callGuard) next(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if g.nextStream != nil {
 		return g.nextStream(srv, ss, info, handler)
 	}
 	return handler(srv, ss)
 }
 
-func (g *leaderGuard) add(gs *guardedStream) {
+func (g *callGuard) add(gs *guardedStream) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.streams == nil {
@@ -121,7 +151,7 @@ func (g *leaderGuard) add(gs *guardedStream) {
 	}
 }
 
-func (g *leaderGuard) remove(gs *guardedStream) {
+func (g *callGuard) remove(gs *guardedStream) {
 	gs.cancel(nil)
 	g.mu.Lock()
 	delete(g.streams, gs)
@@ -131,7 +161,7 @@ func (g *leaderGuard) remove(gs *guardedStream) {
 // check runs while streams require a leader: every interval it asks for
 // the leader, and after maxNoLeaderChecks in a row without one it ends
 // every such stream.
-func (g *leaderGuard) check() {
+func (g *callGuard) check() {
 	t := time.NewTicker(g.interval)
 	defer t.Stop()
 	none := 0
