@@ -21,6 +21,12 @@ func TestLoneUnaryCallRunsOnTheReader(t *testing.T) {
 	ts := &testService{where: make(chan ranOn, 2), block: make(chan struct{})}
 	_, cc := start(t, ts)
 	c := testpb.NewTestServiceClient(cc)
+	// A first call settles the connection: the client's acknowledgment of
+	// the server's settings could otherwise arrive just behind a request
+	// and leave the reader a frame to read.
+	if _, err := c.UnaryCall(ctxT(t), &testpb.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
 	first := make(chan error, 1)
 	go func() {
 		_, err := c.UnaryCall(ctxT(t), &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("whereblock")}})

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -19,40 +18,14 @@ import (
 	"github.com/cairn-kv/cairn/tests/framework"
 )
 
-// lockGrant grants a lease, skipping the test while the member has no
-// Lease service.
+// lockGrant grants a lease of ttl seconds.
 func lockGrant(ctx context.Context, t *testing.T, cli *clientv3.Client, ttl int64) clientv3.LeaseID {
 	t.Helper()
 	resp, err := cli.Grant(ctx, ttl)
-	if status.Code(err) == codes.Unimplemented || errors.Is(err, rpctypes.ErrGRPCNotSupportedForLearner) {
-		t.Skip("needs leases: the member's Lease service is not implemented yet")
-	}
 	if err != nil {
 		t.Fatalf("grant: %v", err)
 	}
 	return resp.ID
-}
-
-// lockNeedWatch skips the test while the member has no Watch service (the
-// concurrency recipes wait with watches).
-func lockNeedWatch(ctx context.Context, t *testing.T, cli *clientv3.Client) {
-	t.Helper()
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	stream, err := pb.NewWatchClient(cli.ActiveConnection()).Watch(wctx)
-	if err == nil {
-		err = stream.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{
-			CreateRequest: &pb.WatchCreateRequest{Key: []byte("e2e/watch-probe")}}})
-	}
-	if err == nil {
-		_, err = stream.Recv()
-	}
-	if status.Code(err) == codes.Unimplemented {
-		t.Skip("needs watches: the member's Watch service is not implemented yet")
-	}
-	if err != nil {
-		t.Fatalf("watch probe: %v", err)
-	}
 }
 
 func TestLockServiceWithOfficialClient(t *testing.T) {
@@ -171,8 +144,6 @@ func TestConcurrencyRecipes(t *testing.T) {
 	c := framework.Start(t, framework.Options{Size: 1})
 	ctx := framework.Context(t, 30*time.Second)
 	cli := c.Client()
-	lockGrant(ctx, t, cli, 5)
-	lockNeedWatch(ctx, t, cli)
 	s1, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
 	if err != nil {
 		t.Fatal(err)
