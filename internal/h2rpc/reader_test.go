@@ -3,6 +3,7 @@ package h2rpc
 import (
 	"bytes"
 	"encoding/binary"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,4 +149,39 @@ func (r *rawClient) awaitOK(ids ...uint32) {
 			r.t.Fatalf("streams %v: no end within 10s", open)
 		}
 	}
+}
+
+// The worker pool keeps at most maxIdleWorkers idle goroutines, however
+// many ran at once, and hands work to an idle one.
+func TestIdleWorkersAreBounded(t *testing.T) {
+	s := NewServer()
+	defer s.Stop()
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	n := maxIdleWorkers + 50
+	started.Add(n)
+	for range n {
+		s.run(func() { started.Done(); <-release })
+	}
+	started.Wait()
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.idle.Load() != maxIdleWorkers {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle workers after %d ran at once, want %d", s.idle.Load(), n, maxIdleWorkers)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the extra ones have ended, not waited
+	if got := s.idle.Load(); got != maxIdleWorkers {
+		t.Fatalf("%d idle workers, want %d", got, maxIdleWorkers)
+	}
+	ran := make(chan struct{})
+	hold := make(chan struct{})
+	s.run(func() { close(ran); <-hold })
+	<-ran
+	if got := s.idle.Load(); got != maxIdleWorkers-1 {
+		t.Errorf("%d idle while one runs a call, want %d: the call did not go to an idle worker", got, maxIdleWorkers-1)
+	}
+	close(hold)
 }

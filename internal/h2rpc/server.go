@@ -61,7 +61,7 @@ type Server struct {
 	unaryIn  grpc.UnaryServerInterceptor
 	streamIn grpc.StreamServerInterceptor
 	work     chan func()
-	workers  atomic.Int32
+	idle     atomic.Int32  // workers waiting for a call
 	quit     chan struct{} // closed by Stop and GracefulStop, once done
 
 	mu       sync.Mutex
@@ -201,33 +201,37 @@ func (s *Server) shutdown(end func(*conn)) {
 	s.quitOnce.Do(func() { close(s.quit) })
 }
 
-// maxWorkers bounds the goroutines kept to run calls on; beyond it a call
-// gets a goroutine of its own.
-const maxWorkers = 256
+// maxIdleWorkers bounds the idle goroutines kept to run calls on; a
+// goroutine that finds that many idle when it is done ends.
+const maxIdleWorkers = 256
 
 // run runs f on an idle worker goroutine, or a new one: reusing goroutines
-// keeps their grown stacks, as grpc-go's stream workers do.
+// keeps their grown stacks, as grpc-go's stream workers do. A connection's
+// reading runs on workers too (conn.readLoop hands it over), so a worker
+// may read for as long as its connection is quiet; only idle ones are
+// counted, so quiet connections do not take the pool from the calls.
 func (s *Server) run(f func()) {
 	select {
 	case s.work <- f:
-		return
 	default:
-	}
-	if s.workers.Add(1) <= maxWorkers {
 		go s.worker(f)
-		return
 	}
-	s.workers.Add(-1)
-	go f()
 }
 
-// worker runs f, then every call handed to it, for the server's life.
+// worker runs f, then every call handed to it while it is idle, for the
+// server's life or until maxIdleWorkers others are idle.
 func (s *Server) worker(f func()) {
 	for {
 		f()
+		if s.idle.Add(1) > maxIdleWorkers {
+			s.idle.Add(-1)
+			return
+		}
 		select {
 		case f = <-s.work:
+			s.idle.Add(-1)
 		case <-s.quit:
+			s.idle.Add(-1)
 			return
 		}
 	}
