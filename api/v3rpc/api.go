@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairn-kv/cairn/internal/h2rpc"
 	"github.com/cairn-kv/cairn/server"
+	"github.com/cairn-kv/cairn/server/config"
 )
 
 // Member is what every service needs: identity for response headers.
@@ -71,12 +72,10 @@ type Config struct {
 	// cairn's own transport (--grpc-server=grpc-go).
 	GRPCGo bool
 	// ElectionTimeout paces the checks that end streams requiring a leader
-	// (guard.go); DefaultElectionTimeout if zero.
+	// (guard.go); the member's default (config.DefaultElectionTimeout) if
+	// zero.
 	ElectionTimeout time.Duration
 }
-
-// DefaultElectionTimeout is Config.ElectionTimeout's default, the member's.
-const DefaultElectionTimeout = time.Second
 
 // RPCServer is the gRPC server the API's services are registered on:
 // internal/h2rpc's, or grpc-go's with Config.GRPCGo.
@@ -117,7 +116,7 @@ func New(cfg Config, b Backend) *API {
 		cfg.WatchProgressNotifyInterval = DefaultWatchProgressNotifyInterval
 	}
 	if cfg.ElectionTimeout <= 0 {
-		cfg.ElectionTimeout = DefaultElectionTimeout
+		cfg.ElectionTimeout = config.DefaultElectionTimeout
 	}
 	a := &API{cfg: cfg, b: b}
 	// The learner and leader checks (guard.go) come first, as in etcd: a

@@ -260,9 +260,8 @@ func (c *conn) readLoop() error {
 			if err := c.ackPings(); err != nil {
 				return err
 			}
-		} else if st := c.own; st != nil {
-			c.own = nil
-			c.s.run(st.serve)
+		} else {
+			c.ownToWorker()
 		}
 		f, err := c.fr.ReadFrame()
 		if err != nil {
@@ -277,12 +276,17 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		if err := c.handleFrame(f); err != nil {
-			if st := c.own; st != nil {
-				c.own = nil
-				c.s.run(st.serve)
-			}
+			c.ownToWorker()
 			return err
 		}
+	}
+}
+
+// ownToWorker runs the reader's completed unary call, if any, on a worker.
+func (c *conn) ownToWorker() {
+	if st := c.own; st != nil {
+		c.own = nil
+		c.s.run(st.serve)
 	}
 }
 
